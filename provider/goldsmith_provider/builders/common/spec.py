@@ -1,0 +1,35 @@
+"""Settings every builder shares: communicator, generalization, boot test, metadata."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ...engine.schema import setting
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+
+
+@dataclass(frozen=True)
+class SshSettings:
+    user: str = setting("root", doc="Login user. The ephemeral key is injected for this user.")
+    timeout_s: int = setting(900, doc="How long to wait for SSH after boot.", minimum=5, identity=False)
+    reboot_timeout_s: int = setting(600, doc="How long to wait for SSH after a reboot.", minimum=5, identity=False)
+
+
+@dataclass(frozen=True)
+class BootTest:
+    enabled: bool = setting(True, doc="Boot the finished image once more and accept it only if SSH comes up and every command passes.")
+    commands: list[str] = setting([], doc="Commands that must exit 0 in the booted image (the gate).")
+    timeout_s: int = setting(900, doc="Time limit for the boot test.", minimum=5, identity=False)
+
+
+@dataclass(frozen=True)
+class Retention:
+    keep_previous: int = setting(0, doc="On replacement keep this many previous images of the same name (deleted oldest first).", minimum=0, identity=False)
+
+
+def name_problem(name: str) -> str | None:
+    if not NAME_RE.match(name):
+        return f"must be 1-63 characters of a-z, 0-9, '.', '_', '-', starting with a letter or digit; got {name!r}"
+    return None

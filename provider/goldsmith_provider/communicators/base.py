@@ -1,0 +1,130 @@
+"""The communicator interface every builder hands to the provisioners.
+
+Small on purpose (after pyinfra's connectors): run a command, put a file, get a file, and
+reconnect after the guest reboots. SSH and ``docker exec`` implement the same methods, so a
+provisioner list runs unchanged on a VM, a cloud instance or a container.
+"""
+
+from __future__ import annotations
+
+import io
+import secrets
+import shlex
+import tarfile
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from ..engine.errors import CommandError, GoldsmithError
+from ..engine.log import BuildLog
+
+
+class Disconnected(GoldsmithError):
+    """The connection dropped while a command ran (a reboot, a restarted sshd)."""
+
+
+@dataclass(frozen=True)
+class RemoteResult:
+    status: int
+    output: str
+
+
+def env_script(env: Mapping[str, str]) -> str:
+    """``export`` lines for an env mapping, quoted for a POSIX shell."""
+    return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
+
+
+class Communicator(ABC):
+    """How goldsmith talks to a builder: a VM over SSH, a container over the engine API."""
+
+    user: str = "root"
+
+    @abstractmethod
+    def run(
+        self,
+        command: str,
+        *,
+        log: BuildLog,
+        env: Mapping[str, str] | None = None,
+        secret_env: Mapping[str, str] | None = None,
+        sudo: bool = False,
+        timeout: float | None = None,
+        check: bool = True,
+        quiet: bool = False,
+    ) -> RemoteResult:
+        """Run ``command`` with /bin/sh in the guest; stream its output to ``log``.
+
+        ``secret_env`` values never appear on a command line: they travel in a file that is
+        removed before the command starts. Raises :class:`CommandError` on a non-zero status when
+        ``check`` is set, :class:`Disconnected` when the connection drops.
+        """
+
+    @abstractmethod
+    def put_bytes(self, data: bytes, remote: str, *, mode: int = 0o600) -> None:
+        """Write ``data`` to ``remote`` as the login user (no privilege needed for /tmp)."""
+
+    @abstractmethod
+    def get_bytes(self, remote: str) -> bytes:
+        """Read a remote file."""
+
+    def reconnect(self, *, timeout: float) -> None:
+        """Wait for the guest to come back after a reboot and log in again."""
+        raise NotImplementedError(f"{type(self).__name__} cannot reconnect")
+
+    def close(self) -> None:
+        return None
+
+    # -- shared conveniences built on the primitives --------------------------------------------------
+
+    def privileged(self, command: str) -> str:
+        """Wrap ``command`` so it runs as root whatever the login user is."""
+        if self.user == "root":
+            return command
+        return f"sudo -n -E sh -c {shlex.quote(command)}"
+
+    def upload_file(self, local: Path, remote: str, *, log: BuildLog, mode: str | None = None,
+                    owner: str | None = None, group: str | None = None) -> None:
+        self.upload_tree(local, remote, log=log, mode=mode, owner=owner, group=group)
+
+    def upload_tree(self, local: Path, remote: str, *, log: BuildLog, mode: str | None = None,
+                    owner: str | None = None, group: str | None = None) -> None:
+        """Copy a local file or directory to ``remote`` (as root), via one tar stream.
+
+        A directory's *contents* land in ``remote`` (created if missing), like Packer's file
+        provisioner with a trailing slash; a file lands at ``remote`` exactly.
+        """
+        local = Path(local)
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            if local.is_dir():
+                for p in sorted(local.rglob("*")):
+                    tar.add(p, arcname=p.relative_to(local).as_posix(), recursive=False)
+            else:
+                tar.add(local, arcname="payload", recursive=False)
+        staging = f"/tmp/goldsmith-upload-{secrets.token_hex(6)}.tar"
+        self.put_bytes(buf.getvalue(), staging)
+        self.install_tarball(staging, remote, is_dir=local.is_dir(), log=log, mode=mode, owner=owner, group=group)
+
+    def install_tarball(self, staging: str, remote: str, *, is_dir: bool, log: BuildLog, mode: str | None,
+                        owner: str | None, group: str | None) -> None:
+        q = shlex.quote
+        chown = f"{owner or ''}{':' + group if group else ''}"
+        if is_dir:
+            script = f"mkdir -p {q(remote)} && tar -xf {q(staging)} -C {q(remote)} --no-same-owner"
+            if chown:
+                script += f" && chown -R {q(chown)} {q(remote)}"
+            if mode:
+                script += f" && chmod {q(mode)} {q(remote)}"
+        else:
+            tmpdir = staging + ".d"
+            script = (f"mkdir -p {q(tmpdir)} && tar -xf {q(staging)} -C {q(tmpdir)} --no-same-owner && "
+                      f"mkdir -p \"$(dirname {q(remote)})\" && "
+                      f"install {'-m ' + q(mode) if mode else '-m 0644'} "
+                      f"{'-o ' + q(owner) if owner else ''} {'-g ' + q(group) if group else ''} "
+                      f"{q(tmpdir)}/payload {q(remote)} && rm -rf {q(tmpdir)}")
+        script += f"; status=$?; rm -f {q(staging)}; exit $status"
+        self.run(self.privileged(script), log=log, quiet=True)
+
+
+__all__ = ["Communicator", "CommandError", "Disconnected", "RemoteResult", "env_script"]

@@ -1,0 +1,231 @@
+"""SSH communicator (paramiko) with a *verified* host key.
+
+The builder injects the guest's host key (cloud-init NoCloud seed or goldsmith's own seed), so
+the expected key is known before the first connection; any other key is refused. Nothing is ever
+blindly accepted.
+"""
+
+from __future__ import annotations
+
+import io
+import secrets
+import shlex
+import socket
+import time
+from dataclasses import dataclass
+from typing import Mapping
+
+from ..engine.errors import CommandError, GoldsmithError
+from ..engine.log import BuildLog
+from .base import Communicator, Disconnected, RemoteResult, env_script
+
+
+class HostKeyMismatch(GoldsmithError):
+    """The guest offered a host key other than the one goldsmith injected."""
+
+
+@dataclass(frozen=True)
+class SshTarget:
+    host: str
+    port: int
+    user: str
+    private_key: str  # OpenSSH PEM of the ephemeral client key
+    host_key: str  # "ssh-ed25519 AAAA..." the only host key accepted
+    connect_timeout: float = 10.0
+
+
+def _load_pkey(text: str):  # paramiko imported lazily: keep module import cheap
+    import paramiko
+
+    for cls in (paramiko.Ed25519Key, paramiko.RSAKey, paramiko.ECDSAKey):
+        try:
+            return cls.from_private_key(io.StringIO(text))
+        except paramiko.SSHException:
+            continue
+    raise GoldsmithError("unsupported SSH private key")
+
+
+def _host_key(text: str):
+    import paramiko
+
+    kind, b64 = text.split()[:2]
+    return paramiko.PKey.from_type_string(kind, __import__("base64").b64decode(b64))
+
+
+class SshCommunicator(Communicator):
+    def __init__(self, target: SshTarget) -> None:
+        self.target = target
+        self.user = target.user
+        self._client = None
+
+    # -- connection -----------------------------------------------------------------------------------
+
+    def connect(self) -> None:
+        import paramiko
+
+        t = self.target
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        key = _host_key(t.host_key)
+        name = t.host if t.port == 22 else f"[{t.host}]:{t.port}"
+        client.get_host_keys().add(name, key.get_name(), key)
+        try:
+            client.connect(
+                t.host, port=t.port, username=t.user, pkey=_load_pkey(t.private_key),
+                timeout=t.connect_timeout, banner_timeout=t.connect_timeout, auth_timeout=t.connect_timeout,
+                allow_agent=False, look_for_keys=False,
+            )
+        except paramiko.BadHostKeyException as exc:
+            client.close()
+            raise HostKeyMismatch(f"{name} offered an unexpected host key ({exc.key.get_name()} "
+                                  f"{exc.key.get_base64()[:16]}...)", hint="refusing to connect") from exc
+        except BaseException:
+            client.close()
+            raise
+        transport = client.get_transport()
+        assert transport is not None
+        transport.set_keepalive(15)
+        self._client = client
+
+    def wait_ready(self, *, timeout: float, log: BuildLog, alive=lambda: True) -> float:
+        """Retry connecting until the guest's sshd answers with the expected key; returns seconds waited.
+
+        ``alive`` lets the caller stop early when the VM process has died.
+        """
+        import paramiko
+
+        start = time.monotonic()
+        deadline = start + timeout
+        last: BaseException | None = None
+        attempts = 0
+        while time.monotonic() < deadline:
+            if not alive():
+                raise GoldsmithError("the builder VM exited before SSH came up", hint="see the serial console log")
+            attempts += 1
+            try:
+                self.connect()
+                waited = time.monotonic() - start
+                log.info(f"ssh: connected as {self.user}@{self.target.host}:{self.target.port} after {waited:.1f}s "
+                         f"({attempts} attempts, host key verified)")
+                return waited
+            except HostKeyMismatch:
+                raise
+            except (OSError, EOFError, paramiko.SSHException, socket.timeout) as exc:
+                last = exc
+                time.sleep(2)
+        raise GoldsmithError(f"SSH did not come up within {timeout:.0f}s (last error: {last})",
+                             hint="check the guest's serial console log; raise communicator.timeout_s")
+
+    def reconnect(self, *, timeout: float, log: BuildLog | None = None, alive=lambda: True) -> None:
+        self.close()
+        from ..engine.log import NullLog
+
+        self.wait_ready(timeout=timeout, log=log or NullLog(), alive=alive)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    @property
+    def client(self):
+        if self._client is None:
+            self.connect()
+        return self._client
+
+    # -- primitives -----------------------------------------------------------------------------------
+
+    def put_bytes(self, data: bytes, remote: str, *, mode: int = 0o600) -> None:
+        with self.client.open_sftp() as sftp:
+            with sftp.open(remote, "wb") as f:
+                f.set_pipelined(True)
+                f.write(data)
+            sftp.chmod(remote, mode)
+
+    def put_file(self, local: str, remote: str, *, mode: int = 0o600) -> None:
+        with self.client.open_sftp() as sftp:
+            sftp.put(local, remote)
+            sftp.chmod(remote, mode)
+
+    def get_bytes(self, remote: str) -> bytes:
+        with self.client.open_sftp() as sftp:
+            with sftp.open(remote, "rb") as f:
+                f.prefetch()
+                return f.read()
+
+    def run(
+        self,
+        command: str,
+        *,
+        log: BuildLog,
+        env: Mapping[str, str] | None = None,
+        secret_env: Mapping[str, str] | None = None,
+        sudo: bool = False,
+        timeout: float | None = None,
+        check: bool = True,
+        quiet: bool = False,
+    ) -> RemoteResult:
+        prelude = env_script(env or {})
+        if secret_env:
+            for v in secret_env.values():
+                log.masker.add(v)
+            path = f"/tmp/.goldsmith-env-{secrets.token_hex(8)}"
+            self.put_bytes(env_script(secret_env).encode(), path, mode=0o600)
+            prelude += f". {path}; rm -f {path}\n"
+        script = prelude + command
+        wrapped = f"sh -c {shlex.quote(script)}"
+        if sudo:
+            wrapped = self.privileged(wrapped)
+        if not quiet:
+            log.debug(f"ssh$ {command}")
+        transport = self.client.get_transport()
+        assert transport is not None
+        chan = transport.open_session(timeout=30)
+        chan.set_combine_stderr(True)
+        chan.settimeout(1.0)
+        chan.exec_command(wrapped)
+        deadline = time.monotonic() + timeout if timeout else None
+        lines: list[str] = []
+        pending = b""
+        try:
+            while True:
+                try:
+                    chunk = chan.recv(65536)
+                except socket.timeout:
+                    if deadline and time.monotonic() > deadline:
+                        chan.close()
+                        raise CommandError(f"remote command {command!r}", None, log.masker.mask("\n".join(lines[-40:])),
+                                           hint=f"timed out after {timeout:.0f}s")
+                    if not transport.is_active():
+                        raise Disconnected("SSH connection lost")
+                    continue
+                if not chunk:
+                    break
+                pending += chunk
+                *complete, pending = pending.split(b"\n")
+                for raw in complete:
+                    line = raw.decode("utf-8", "replace")
+                    lines.append(line)
+                    if not quiet:
+                        log.output(line)
+            if pending:
+                line = pending.decode("utf-8", "replace")
+                lines.append(line)
+                if not quiet:
+                    log.output(line)
+            if not chan.exit_status_ready():
+                # EOF without an exit status: the connection went away under the command.
+                if not transport.is_active():
+                    raise Disconnected("SSH connection lost")
+            status = chan.recv_exit_status()
+        except (EOFError, OSError) as exc:
+            raise Disconnected(f"SSH connection lost: {exc}") from exc
+        finally:
+            chan.close()
+        if status == -1:
+            raise Disconnected("SSH session ended without an exit status")
+        output = "\n".join(lines)
+        if check and status != 0:
+            raise CommandError(f"remote command {log.masker.mask(command)!r}", status,
+                               log.masker.mask("\n".join(lines[-40:])))
+        return RemoteResult(status, output)

@@ -1,0 +1,163 @@
+"""The Pulumi layer, kept thin: parse props, call the builder, dump the result.
+
+Every image resource shares this provider; a builder module supplies ``prepare``, ``identify``,
+``build``, ``read``, ``update_metadata`` and ``delete``. The provider object holds only the
+builder's module *name*, so dill pickles it by reference and the state stays small; nothing is
+shared between the provider process's worker threads.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from typing import Any
+
+from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
+
+from ..engine.errors import GoldsmithError
+from ..engine.log import BuildLog, Masker
+from ..engine.schema import secret_values
+
+# Keys the provider adds to the user's spec; everything else in the props is the spec itself.
+META_KEYS = ("base_dir", "fingerprint", "input_digests", "rebuild_reasons", "__provider")
+# Spec fields that change in place (no rebuild): recorded in the manifest and the outputs.
+METADATA_FIELDS = ("labels", "description", "retention", "keep_on_error")
+
+try:  # the engine's marker for values not known during a preview
+    from pulumi.runtime.rpc import UNKNOWN
+except ImportError:  # pragma: no cover
+    UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+
+
+class ImageBuildError(Exception):
+    """What the Pulumi console shows: the goldsmith error text, without a provider traceback."""
+
+
+def contains_unknown(value: Any) -> bool:
+    if value == UNKNOWN:
+        return True
+    if isinstance(value, dict):
+        return any(contains_unknown(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(contains_unknown(v) for v in value)
+    return False
+
+
+def spec_props(props: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in props.items() if k not in META_KEYS}
+
+
+class ImageProvider(ResourceProvider):
+    serialize_as_secret_always = False
+    builder_module = ""  # e.g. "goldsmith_provider.builders.qemu.builder"
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def builder(self):
+        return importlib.import_module(self.builder_module)
+
+    def _parse(self, props: dict[str, Any]):
+        base_dir = Path(props.get("base_dir") or ".")
+        spec, problems = self.builder.prepare(spec_props(props), base_dir)
+        return spec, problems, base_dir
+
+    def _log(self, spec: Any, props: dict[str, Any]) -> BuildLog:
+        from ..engine.paths import cache_root
+
+        masker = Masker(secret_values(spec))
+        path = cache_root() / "logs" / spec.name / f"{props.get('fingerprint', 'unknown')[:12]}.log"
+        return BuildLog(spec.name, path, masker=masker)
+
+    # -- the ResourceProvider methods ------------------------------------------------------------
+
+    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        inputs = dict(news)
+        if contains_unknown(spec_props(news)):
+            # An input comes from a resource that is itself changing: the identity is known only at apply.
+            inputs.update(fingerprint=UNKNOWN, input_digests=UNKNOWN, rebuild_reasons=UNKNOWN)
+            return CheckResult(inputs, [])
+        spec, problems, base_dir = self._parse(news)
+        if problems:
+            return CheckResult(inputs, [CheckFailure(p.path, p.message) for p in problems])
+        try:
+            ident = self.builder.identify(spec, base_dir)
+        except (OSError, GoldsmithError) as exc:
+            return CheckResult(inputs, [CheckFailure("", f"cannot fingerprint the inputs: {exc}")])
+        from ..builders.common.identity import describe_changes
+
+        old_digests = olds.get("input_digests") if isinstance(olds.get("input_digests"), dict) else None
+        if olds.get("fingerprint") == ident.fingerprint:
+            reasons = []
+        elif old_digests is None:
+            reasons = ["new image"]
+        else:
+            reasons = describe_changes(old_digests, ident.digests) or ["builder version changed"]
+        inputs.update(fingerprint=ident.fingerprint, input_digests=ident.digests, rebuild_reasons=reasons)
+        return CheckResult(inputs, [])
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        name = news.get("name", olds.get("name"))
+        if news.get("fingerprint") == UNKNOWN:
+            print(f"[{name}] rebuild: an input is not known until its producer is updated", file=sys.stderr)
+            return DiffResult(changes=True, replaces=["fingerprint"], delete_before_replace=False)
+        replaces = [k for k in ("fingerprint", "name") if olds.get(k) != news.get(k)]
+        if (olds.get("output") or {}).get("directory") != (news.get("output") or {}).get("directory"):
+            replaces.append("output")
+        if replaces:
+            reasons = news.get("rebuild_reasons") or []
+            print(f"[{name}] rebuild ({', '.join(replaces)} changed): {'; '.join(reasons) or 'spec changed'}", file=sys.stderr)
+            return DiffResult(changes=True, replaces=replaces, delete_before_replace=False)
+        changed = [k for k in METADATA_FIELDS if olds.get(k) != news.get(k)]
+        return DiffResult(changes=bool(changed), replaces=[])
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        spec, problems, base_dir = self._parse(props)
+        if problems:
+            raise ImageBuildError("invalid image spec:\n" + "\n".join(f"  - {p}" for p in problems))
+        ident = self.builder.identify(spec, base_dir)
+        with self._log(spec, {**props, "fingerprint": ident.fingerprint}) as log:
+            try:
+                results = self.builder.build(spec, ident, base_dir=base_dir, log=log)
+            except GoldsmithError as exc:
+                raise ImageBuildError(log.masker.mask(f"{spec.name}: {exc}\n(full log: {log.path})")) from None
+            results["build_log"] = str(log.path)
+        return CreateResult(results["image_id"], self._outputs(props, spec, ident, results))
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        fresh = self.builder.read(props)
+        if fresh is None:
+            print(f"[{props.get('name')}] refresh: image {id_} is gone or damaged", file=sys.stderr)
+            return ReadResult(None, {})
+        return ReadResult(id_, fresh)
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        spec, problems, base_dir = self._parse(news)
+        if problems:
+            raise ImageBuildError("invalid image spec:\n" + "\n".join(f"  - {p}" for p in problems))
+        self.builder.update_metadata(olds, spec)
+        outs = dict(olds)
+        outs.update({k: news.get(k) for k in METADATA_FIELDS if k in news})
+        outs["base_dir"] = news.get("base_dir")
+        return UpdateResult(outs)
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        from ..engine.log import BuildLog
+
+        keep = (props.get("retention") or {}).get("keep_previous", 0)
+        self.builder.delete(props, keep_previous=int(keep or 0), log=BuildLog(props.get("name", "image")))
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _outputs(props: dict[str, Any], spec: Any, ident: Any, results: dict[str, Any]) -> dict[str, Any]:
+        """Outputs = the non-secret identity and metadata of the inputs + what the build produced.
+        The spec itself (with any secret values) is not echoed."""
+        outs = {k: props.get(k) for k in ("name", "base_dir", *METADATA_FIELDS) if k in props}
+        outs["output"] = {"directory": (props.get("output") or {}).get("directory")}
+        outs["fingerprint"] = ident.fingerprint
+        outs["input_digests"] = ident.digests
+        outs.update(results)
+        return outs

@@ -1,0 +1,63 @@
+"""What a provisioner gets to work with, whatever the builder."""
+
+from __future__ import annotations
+
+import shlex
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..communicators.base import Communicator, Disconnected
+from ..engine.errors import CommandError, GoldsmithError
+from ..engine.log import BuildLog
+
+
+@dataclass
+class ProvisionContext:
+    """Handed to every provisioner: the log, where local paths resolve, the artifact cache, and
+    how to bring the guest back after a reboot (builders that cannot reboot leave it None)."""
+
+    log: BuildLog
+    base_dir: Path
+    cache_root: Path
+    reboot: Callable[[], None] | None = None
+    reconnect: Callable[[], None] | None = None
+
+    def resolve(self, path: str) -> Path:
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else self.base_dir / p
+
+
+def detect_package_manager(comm: Communicator, log: BuildLog) -> str:
+    """apt, dnf, yum, zypper or apk: whichever the guest has."""
+    probe = "for pm in apt-get dnf yum zypper apk; do command -v $pm >/dev/null 2>&1 && { echo $pm; exit 0; }; done; exit 1"
+    result = comm.run(probe, log=log, check=False, quiet=True)
+    if result.status != 0:
+        raise GoldsmithError("no supported package manager in the guest (apt-get, dnf, yum, zypper, apk)")
+    return result.output.strip().splitlines()[-1]
+
+
+def reboot_guest(comm: Communicator, pctx: ProvisionContext, reason: str) -> None:
+    """Reboot the guest and wait until the communicator is back."""
+    if pctx.reboot is not None:
+        pctx.log.info(f"rebooting the guest: {reason}")
+        pctx.reboot()
+        return
+    raise GoldsmithError(f"the guest must reboot ({reason}) but this builder cannot reboot it")
+
+
+def run_expecting_disconnect(comm: Communicator, command: str, pctx: ProvisionContext, **kwargs) -> None:
+    """Run a command that may drop the connection (a reboot, an sshd restart); come back after."""
+    try:
+        comm.run(command, log=pctx.log, **kwargs)
+    except Disconnected as exc:
+        pctx.log.info(f"connection dropped as expected ({exc}); reconnecting")
+        if pctx.reconnect is None:
+            raise
+        time.sleep(2)
+        pctx.reconnect()
+
+
+__all__ = ["ProvisionContext", "CommandError", "detect_package_manager", "reboot_guest",
+           "run_expecting_disconnect", "shlex"]

@@ -1,0 +1,53 @@
+"""goldsmith: golden machine images as Pulumi resources.
+
+    import goldsmith as gs
+
+    core = gs.QemuImage("core", gs.QemuImageArgs(
+        name="core",
+        source=gs.DebootstrapSource(suite="bookworm"),
+        provisioners=[
+            gs.Packages(install=["jq"]),
+            gs.File(source="files/motd", destination="/etc/motd", mode="0644"),
+            gs.Shell(scripts=["scripts/harden.sh"]),
+            gs.Updates(),
+        ],
+    ))
+    pulumi.export("path", core.path)
+
+The argument types are the provider's own settings tables (one declaration: the SDK's types, the
+provider's validation, the fingerprint and the docs all come from it).
+"""
+
+from __future__ import annotations
+
+from goldsmith_provider.builders.common.spec import BootTest, Retention, SshSettings
+from goldsmith_provider.builders.qemu.config import (
+    DebootstrapSource,
+    DiskSource,
+    MachineSettings,
+    OutputSettings,
+    QemuImageSpec,
+    UrlSource,
+)
+from goldsmith_provider.provisioners import (
+    FileProvisioner,
+    PackagesProvisioner,
+    ShellProvisioner,
+    UpdatesProvisioner,
+)
+
+from .qemu import QemuImage
+
+QemuImageArgs = QemuImageSpec
+Shell = ShellProvisioner
+File = FileProvisioner
+Updates = UpdatesProvisioner
+Packages = PackagesProvisioner
+
+__all__ = [
+    "QemuImage", "QemuImageArgs", "QemuImageSpec",
+    "DebootstrapSource", "DiskSource", "UrlSource",
+    "MachineSettings", "OutputSettings", "SshSettings", "BootTest", "Retention",
+    "Shell", "File", "Updates", "Packages",
+    "ShellProvisioner", "FileProvisioner", "UpdatesProvisioner", "PackagesProvisioner",
+]

@@ -28,9 +28,18 @@ def to_props(value: Any, *, secret: bool = False) -> Any:
     return value
 
 
+def project_dir() -> str:
+    """Relative paths in image specs resolve against the project root (where Pulumi.yaml is)."""
+    try:
+        root = pulumi.get_root_directory()
+    except Exception:  # noqa: BLE001 - outside a Pulumi program (mocks, plain scripts)
+        root = None
+    return os.path.abspath(root or os.getcwd())
+
+
 def resource_props(args: Any, outputs: tuple[str, ...]) -> dict[str, Any]:
     props = to_props(args) if not isinstance(args, dict) else dict(args)
-    props["base_dir"] = os.getcwd()
+    props["base_dir"] = project_dir()
     for name in outputs:
         props.setdefault(name, None)
     return props

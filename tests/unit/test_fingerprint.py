@@ -74,7 +74,6 @@ MUTATIONS = {
     "generalize": lambda p: p.update(generalize=False),
     "ssh user": lambda p: p.update(communicator={"user": "debian"}),
     "disk size": lambda p: p.update(machine={"disk_size_gb": 10}),
-    "boot test commands": lambda p: p.update(boot_test={"commands": ["true"]}),
 }
 
 
@@ -119,6 +118,7 @@ NEUTRAL = {
     "artifact url (same checksum)": lambda p: p["provisioners"][3].update(url="https://mirror.invalid/a.tgz"),
     "keep_on_error": lambda p: p.update(keep_on_error=True),
     "retention": lambda p: p.update(retention={"keep_previous": 2}),
+    "boot test (a gate, not content)": lambda p: p.update(boot_test={"enabled": False, "commands": ["true"]}),
 }
 
 

@@ -178,12 +178,18 @@ class SshCommunicator(Communicator):
             wrapped = self.privileged(wrapped)
         if not quiet:
             log.debug(f"ssh$ {command}")
-        transport = self.client.get_transport()
-        assert transport is not None
-        chan = transport.open_session(timeout=30)
-        chan.set_combine_stderr(True)
-        chan.settimeout(1.0)
-        chan.exec_command(wrapped)
+        import paramiko
+
+        try:
+            transport = self.client.get_transport()
+            if transport is None or not transport.is_active():
+                raise Disconnected("SSH connection lost")
+            chan = transport.open_session(timeout=15)
+            chan.set_combine_stderr(True)
+            chan.settimeout(1.0)
+            chan.exec_command(wrapped)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise Disconnected(f"SSH connection lost: {exc}") from exc
         deadline = time.monotonic() + timeout if timeout else None
         lines: list[str] = []
         pending = b""
@@ -204,7 +210,8 @@ class SshCommunicator(Communicator):
                 pending += chunk
                 *complete, pending = pending.split(b"\n")
                 for raw in complete:
-                    line = raw.decode("utf-8", "replace")
+                    # progress meters redraw with \r: keep what the line finally says
+                    line = raw.decode("utf-8", "replace").rstrip("\r").rsplit("\r", 1)[-1]
                     lines.append(line)
                     if not quiet:
                         log.output(line)

@@ -88,7 +88,7 @@ def run(
     def pump() -> None:
         assert proc.stdout is not None
         for raw in proc.stdout:
-            line = raw.decode("utf-8", "replace").rstrip("\n")
+            line = raw.decode("utf-8", "replace").rstrip("\n").rstrip("\r").rsplit("\r", 1)[-1]
             tail.append(line)
             chunks.append(line)
             if log and not quiet:

@@ -47,16 +47,48 @@ def reboot_guest(comm: Communicator, pctx: ProvisionContext, reason: str) -> Non
     raise GoldsmithError(f"the guest must reboot ({reason}) but this builder cannot reboot it")
 
 
-def run_expecting_disconnect(comm: Communicator, command: str, pctx: ProvisionContext, **kwargs) -> None:
-    """Run a command that may drop the connection (a reboot, an sshd restart); come back after."""
+BOOT_ID = "cat /proc/sys/kernel/random/boot_id"
+
+
+def run_expecting_disconnect(comm: Communicator, command: str, pctx: ProvisionContext, *,
+                             settle_s: float = 20.0, **kwargs) -> None:
+    """Run a command that may drop the connection (a reboot, an sshd restart), and come back.
+
+    A `reboot` often returns before the connection drops, so after a clean exit the connection is
+    watched for ``settle_s`` seconds; if it drops, the communicator reconnects. The guest's boot id
+    tells whether it really rebooted.
+    """
+    before = _boot_id(comm, pctx)
+    dropped = False
     try:
         comm.run(command, log=pctx.log, **kwargs)
+        deadline = time.monotonic() + settle_s
+        while time.monotonic() < deadline:
+            time.sleep(1)
+            comm.run("true", log=pctx.log, quiet=True, timeout=10)
     except Disconnected as exc:
+        dropped = True
         pctx.log.info(f"connection dropped as expected ({exc}); reconnecting")
-        if pctx.reconnect is None:
+    except CommandError as exc:
+        if exc.status is not None:  # the probe's timeout is a drop; a real failure of the command is not
             raise
-        time.sleep(2)
-        pctx.reconnect()
+        dropped = True
+        pctx.log.info("connection stalled as expected; reconnecting")
+    if not dropped:
+        return
+    if pctx.reconnect is None:
+        raise GoldsmithError("the connection dropped and this builder cannot reconnect")
+    time.sleep(2)
+    pctx.reconnect()
+    after = _boot_id(comm, pctx)
+    pctx.log.info("the guest rebooted" if before and after and before != after else "reconnected (same boot)")
+
+
+def _boot_id(comm: Communicator, pctx: ProvisionContext) -> str:
+    try:
+        return comm.run(BOOT_ID, log=pctx.log, quiet=True, check=False, timeout=15).output.strip()
+    except (Disconnected, CommandError):
+        return ""
 
 
 __all__ = ["ProvisionContext", "CommandError", "detect_package_manager", "reboot_guest",

@@ -19,8 +19,10 @@ class SshSettings:
 
 @dataclass(frozen=True)
 class BootTest:
-    enabled: bool = setting(True, doc="Boot the finished image once more and accept it only if SSH comes up and every command passes.")
-    commands: list[str] = setting([], doc="Commands that must exit 0 in the booted image (the gate).")
+    """An acceptance gate, not content: changing it never rebuilds an image."""
+
+    enabled: bool = setting(True, doc="Boot the finished image once more and accept it only if SSH comes up and every command passes.", identity=False)
+    commands: list[str] = setting([], doc="Commands that must exit 0 in the booted image (the gate).", identity=False)
     timeout_s: int = setting(900, doc="Time limit for the boot test.", minimum=5, identity=False)
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ...communicators.base import Disconnected
 from ...communicators.ssh import SshCommunicator, SshTarget
 from ...engine.errors import GoldsmithError
 from ...engine.fingerprint import sha256_file
@@ -167,15 +168,32 @@ class StepWaitForSsh(BaseStep[QemuBuildState]):
             state.comm.close()
 
 
+BOOT_ID = "cat /proc/sys/kernel/random/boot_id"
+
+
 def reboot(state: QemuBuildState) -> None:
-    """Reboot the builder and reconnect (used by provisioners that must reboot)."""
+    """Reboot the builder and reconnect once it is up with a new boot id."""
     comm = state.comm
+    before = comm.run(BOOT_ID, log=state.log, quiet=True).output.strip()
     try:
         comm.run("(sleep 1; systemctl reboot) >/dev/null 2>&1 &", log=state.log, sudo=True, quiet=True)
     finally:
         comm.close()
-    time.sleep(5)
-    comm.reconnect(timeout=state.spec.communicator.reboot_timeout_s, log=state.log, alive=state.vm.alive)
+    deadline = time.monotonic() + state.spec.communicator.reboot_timeout_s
+    while True:
+        time.sleep(3)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise GoldsmithError("the builder did not come back with a new boot id after the reboot")
+        comm.reconnect(timeout=remaining, log=state.log, alive=state.vm.alive)
+        try:
+            after = comm.run(BOOT_ID, log=state.log, quiet=True, check=False).output.strip()
+        except Disconnected:
+            after = ""
+        if after and after != before:
+            state.log.info("reboot: the guest is back")
+            return
+        comm.close()  # still the old boot, on its way down
 
 
 class StepShutdown(BaseStep[QemuBuildState]):
@@ -251,28 +269,21 @@ class StepBootTest(BaseStep[QemuBuildState]):
     name = "boot-test"
 
     def run(self, state: QemuBuildState) -> None:
+        from .boot import booted
+
         test = state.spec.boot_test
         if not test.enabled:
             state.log.info("boot-test: skipped (boot_test.enabled = false)")
             return
-        overlay = state.workdir / "boottest.qcow2"
-        run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", state.artifacts["qcow2"]["partial"], str(overlay)], log=state.log)
-        state.track("boottest-overlay", f"overlay {overlay}")
         started = time.monotonic()
-        vm = start_vm(state, overlay, "qcow2", state.seed)
-        state.track("boottest-vm", f"qemu pid {vm.pid}")
-        try:
-            comm = connect_ssh(state, vm, test.timeout_s)
-            try:
-                for command in ["test -s /etc/machine-id", *test.commands]:
-                    comm.run(comm.privileged(command), log=state.log, timeout=test.timeout_s)
-            finally:
-                comm.close()
-        finally:
-            vm.stop(state.log, grace=20)
-            state.release("boottest-vm")
-            overlay.unlink(missing_ok=True)
-            state.release("boottest-overlay")
+        m = state.spec.machine
+        track = lambda vm: state.track("boottest-vm", f"qemu pid {vm.pid}")  # noqa: E731
+        with booted(Path(state.artifacts["qcow2"]["partial"]), log=state.log, accel_args=state.accel_args,
+                    user=state.spec.communicator.user, cpus=m.cpus, memory_mb=m.memory_mb, timeout=test.timeout_s,
+                    workdir=state.workdir, tag=f"{state.build_id}-boottest", on_start=track) as (comm, _vm):
+            for command in ["test -s /etc/machine-id", *test.commands]:
+                comm.run(comm.privileged(command), log=state.log, timeout=test.timeout_s)
+        state.release("boottest-vm")
         state.outputs.setdefault("timings", {})["boot_test_s"] = round(time.monotonic() - started, 1)
         state.log.info(f"boot-test: passed ({len(test.commands) + 1} checks)")
 

@@ -1,0 +1,131 @@
+"""Find and remove what builds that died left behind (a killed `pulumi up`, a SIGKILLed provider).
+
+Every temporary resource is tagged with its build id: QEMU processes are named
+``goldsmith-build-<id>`` and their work dirs carry a marker with the owning process id. A build is
+an orphan when its owner process is gone (or, with ``older_than``, when it is older than that).
+Each platform contributes a reaper; ``collect`` runs them all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .engine.paths import cache_root
+
+PROCESS_TAG = "goldsmith-build-"
+
+
+@dataclass(frozen=True)
+class Orphan:
+    kind: str  # "qemu-process", "workdir", ...
+    id: str
+    detail: str
+    remove: Callable[[], None]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def _processes() -> list[tuple[int, list[str]]]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        found.append((int(entry.name), [a.decode(errors="replace") for a in argv if a]))
+    return found
+
+
+def _build_tag(argv: list[str]) -> str | None:
+    for i, arg in enumerate(argv[:-1]):
+        if arg == "-name" and argv[i + 1].startswith(PROCESS_TAG):
+            return argv[i + 1][len(PROCESS_TAG):]
+    return None
+
+
+def _kill(pid: int) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        for _ in range(50):
+            if not _pid_alive(pid):
+                return
+            time.sleep(0.1)
+
+
+def _live_builds(root: Path, older_than: float | None) -> tuple[set[str], list[tuple[str, Path, dict]]]:
+    """Build ids whose owner is alive (and young enough), and the orphaned work dirs."""
+    live, dead = set(), []
+    for marker in sorted((root / "work").glob("*/goldsmith-build.json")):
+        try:
+            doc = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            doc = {}
+        build_id = doc.get("build_id", marker.parent.name)
+        age = time.time() - float(doc.get("started", 0))
+        orphaned = not _pid_alive(int(doc.get("pid", 0) or 0)) or (older_than is not None and age > older_than)
+        if orphaned:
+            dead.append((build_id, marker.parent, doc))
+        else:
+            live.add(build_id)
+    # work dirs without a marker (died before writing it) are orphans too
+    for d in (root / "work").glob("*"):
+        if d.is_dir() and not (d / "goldsmith-build.json").exists() and time.time() - d.stat().st_mtime > 60:
+            dead.append((d.name, d, {}))
+    return live, dead
+
+
+def qemu_orphans(root: Path, older_than: float | None) -> list[Orphan]:
+    live, dead = _live_builds(root, older_than)
+    orphans: list[Orphan] = []
+    for pid, argv in _processes():
+        tag = _build_tag(argv)
+        if tag is None:
+            continue
+        build_id = tag.split("-boottest")[0]
+        if build_id in live:
+            continue
+        orphans.append(Orphan("qemu-process", str(pid), f"{PROCESS_TAG}{tag}", lambda pid=pid: _kill(pid)))
+    for build_id, path, doc in dead:
+        orphans.append(Orphan("workdir", build_id, f"{path} ({doc.get('name', '?')})",
+                              lambda path=path: shutil.rmtree(path, ignore_errors=True)))
+    return orphans
+
+
+REAPERS: dict[str, Callable[..., list[Orphan]]] = {"qemu": lambda older_than, **_: qemu_orphans(cache_root(), older_than)}
+
+
+def collect(*, platforms: list[str] | None = None, older_than: float | None = None, **kwargs) -> list[Orphan]:
+    found: list[Orphan] = []
+    for name, reaper in REAPERS.items():
+        if platforms and name not in platforms:
+            continue
+        found += reaper(older_than=older_than, **kwargs)
+    return found
+
+
+def reap(orphans: list[Orphan], *, dry_run: bool, say: Callable[[str], None] = print) -> int:
+    for o in orphans:
+        say(f"{'would remove' if dry_run else 'removing'} {o.kind} {o.id}: {o.detail}")
+        if not dry_run:
+            o.remove()
+    return len(orphans)

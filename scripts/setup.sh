@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Set up everything goldsmith needs on a fresh Debian 12 machine; idempotent, safe to re-run.
+#   - system tools from apt: qemu, qemu-img, debootstrap, ssh, mkfs tools (and docker + registry with --docker)
+#   - the venv (.venv) with goldsmith and its test dependencies
+#   - a Pulumi CLI with the Python language host and dynamic-provider plugin, linked into .venv/bin
+#     (an existing `pulumi` on PATH is used; otherwise built once from the Go module proxy and cached)
+# Prints nothing but progress; after it, `. .venv/bin/activate` gives python, pytest and pulumi.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+export GOLDSMITH_CACHE="${GOLDSMITH_CACHE:-$HOME/.cache/goldsmith}"
+mkdir -p "$GOLDSMITH_CACHE"
+say() { printf '[setup] %s\n' "$*" >&2; }
+
+WANT_DOCKER=0
+for arg in "$@"; do
+  case "$arg" in
+    --docker) WANT_DOCKER=1 ;;
+    *) echo "usage: $0 [--docker]" >&2; exit 2 ;;
+  esac
+done
+
+# --- system packages -----------------------------------------------------------------------------
+need_apt=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have qemu-system-x86_64 || need_apt+=(qemu-system-x86)
+have qemu-img || need_apt+=(qemu-utils)
+have debootstrap || need_apt+=(debootstrap)
+have ssh || need_apt+=(openssh-client)
+have mkfs.ext4 || need_apt+=(e2fsprogs)
+have mkfs.vfat || need_apt+=(dosfstools)
+have mcopy || need_apt+=(mtools)
+have sfdisk || need_apt+=(fdisk)
+have git || need_apt+=(git)
+if [ "$WANT_DOCKER" = 1 ]; then
+  have dockerd || need_apt+=(docker.io)
+  [ -x /usr/bin/docker-registry ] || need_apt+=(docker-registry)
+fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+  say "apt-get install ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+# --- python venv ---------------------------------------------------------------------------------
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  say "creating .venv"
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.goldsmith-installed
+want=$(cat pyproject.toml | sha256sum | cut -c1-16)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  say "pip install -e .[test,aws,docker]"
+  .venv/bin/pip install -q --upgrade pip >/dev/null
+  .venv/bin/pip install -q -e ".[test,aws,docker]"
+  echo "$want" > "$stamp"
+fi
+
+# --- pulumi CLI ----------------------------------------------------------------------------------
+bindir=$(bash scripts/install-pulumi.sh | tail -n 1)
+for tool in pulumi pulumi-language-python pulumi-language-python-exec pulumi-resource-pulumi-python; do
+  if [ -e "$bindir/$tool" ]; then ln -sf "$bindir/$tool" ".venv/bin/$tool"; fi
+done
+.venv/bin/pulumi version >/dev/null
+say "ready: $(.venv/bin/pulumi version), $(.venv/bin/python --version), qemu $(qemu-system-x86_64 --version | head -n1 | awk '{print $4}')"

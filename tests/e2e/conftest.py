@@ -1,0 +1,107 @@
+"""Drive the real `pulumi` CLI on a local file backend, in a throw-away copy of a project."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+
+
+def pulumi_bin() -> str:
+    found = shutil.which("pulumi", path=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
+    if not found:
+        raise RuntimeError("no pulumi CLI: run scripts/setup.sh (the test command does)")
+    return found
+
+
+@dataclass
+class PulumiProject:
+    dir: Path
+    env: dict
+    log: list = field(default_factory=list)
+
+    def run(self, *args: str, check: bool = True, timeout: float = 3000) -> subprocess.CompletedProcess:
+        argv = [pulumi_bin(), *args, "--non-interactive"]
+        started = time.monotonic()
+        proc = subprocess.run(argv, cwd=self.dir, env=self.env, capture_output=True, text=True, timeout=timeout)
+        took = time.monotonic() - started
+        self.log.append((args, took))
+        text = proc.stdout + proc.stderr
+        sys.stderr.write(f"\n$ pulumi {' '.join(args)}  ({took:.1f}s, exit {proc.returncode})\n{text[-6000:]}\n")
+        if check and proc.returncode != 0:
+            raise AssertionError(f"pulumi {' '.join(args)} failed with {proc.returncode}:\n{text[-8000:]}")
+        proc.text = text  # type: ignore[attr-defined]
+        proc.seconds = took  # type: ignore[attr-defined]
+        return proc
+
+    def outputs(self) -> dict:
+        return json.loads(self.run("stack", "output", "--json", "--show-secrets").stdout)
+
+    def export(self) -> dict:
+        return json.loads(self.run("stack", "export", "--show-secrets").stdout)
+
+
+def make_project(src: Path, dest: Path, name: str) -> Path:
+    shutil.copytree(src, dest)
+    venv = Path(sys.prefix)
+    (dest / "Pulumi.yaml").write_text(
+        f"name: {name}\nruntime:\n  name: python\n  options:\n    toolchain: pip\n    virtualenv: {venv}\n")
+    return dest
+
+
+@pytest.fixture
+def pulumi_project(tmp_path):
+    def factory(src: Path, name: str = "goldsmith-e2e", stack: str = "e2e") -> PulumiProject:
+        project = make_project(src, tmp_path / name, name)
+        home = tmp_path / "pulumi-home"
+        state = tmp_path / "state"
+        state.mkdir(exist_ok=True)
+        env = dict(os.environ)
+        env.update({
+            "PULUMI_HOME": str(home),
+            "PULUMI_BACKEND_URL": f"file://{state}",
+            "PULUMI_CONFIG_PASSPHRASE": "goldsmith-e2e",
+            "PULUMI_SKIP_UPDATE_CHECK": "true",
+            "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+            "PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK": "true",
+            "PATH": str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", ""),
+        })
+        p = PulumiProject(project, env)
+        p.run("stack", "init", stack)
+        return p
+
+    return factory
+
+
+class ProcessWatch:
+    """Records whether any goldsmith builder VM ran while a command was running."""
+
+    def __init__(self, tag: str = "goldsmith-build-") -> None:
+        self.tag = tag
+        self.seen: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            out = subprocess.run(["pgrep", "-af", "qemu-system"], capture_output=True, text=True).stdout
+            self.seen += [line for line in out.splitlines() if self.tag in line]
+            self._stop.wait(0.2)
+
+    def __enter__(self) -> "ProcessWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()

@@ -1,0 +1,132 @@
+"""A real QEMU build, then the produced image booted again and inspected; and a failing build
+that must leave nothing behind. Real peers only: QEMU (TCG or KVM), the guest's sshd, apt."""
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from goldsmith_provider.builders.qemu import builder
+from goldsmith_provider.builders.qemu.boot import booted
+from goldsmith_provider.engine.errors import StepError
+from goldsmith_provider.engine.paths import cache_root
+from peers.http_server import LocalHttpServer
+
+from .conftest import qemu_processes
+
+pytestmark = pytest.mark.integration
+
+
+def make_project(root: Path) -> Path:
+    (root / "files" / "conf.d").mkdir(parents=True)
+    (root / "files" / "conf.d" / "app.conf").write_text("listen = 8080\n")
+    (root / "files" / "conf.d" / "db.conf").write_text("pool = 5\n")
+    (root / "files" / "motd").write_text("goldsmith integration image\n")
+    (root / "scripts").mkdir()
+    (root / "scripts" / "configure.sh").write_text(
+        "#!/bin/sh\nset -eu\necho \"configured by $0 as $(id -un) greeting=$GREETING\"\n"
+        "mkdir -p /opt/app && echo \"$GREETING\" > /opt/app/greeting\n"
+        "useradd --system --no-create-home appsvc\n")
+    (root / "www").mkdir()
+    (root / "www" / "tool.sh").write_text("#!/bin/sh\necho tool-from-artifact\n")
+    return root
+
+
+def prepare(props, root):
+    spec, problems = builder.prepare(props, root)
+    assert problems == [], problems
+    return spec, builder.identify(spec, root)
+
+
+def test_build_then_boot_the_image_and_inspect_it(tmp_path, tee_log):
+    root = make_project(tmp_path / "project")
+    tool = (root / "www" / "tool.sh").read_bytes()
+    with LocalHttpServer(root / "www") as http:
+        props = {
+            "name": "it-image",
+            "source": {"type": "debootstrap"},
+            "provisioners": [
+                {"type": "file", "source": "files/motd", "destination": "/etc/motd", "mode": "0644"},
+                {"type": "shell", "scripts": ["scripts/configure.sh"], "env": {"GREETING": "hello world"}},
+                {"type": "file", "source": "files/conf.d", "destination": "/etc/app", "mode": "0750", "owner": "appsvc", "group": "appsvc"},
+                {"type": "file", "url": f"{http.url}/tool.sh", "checksum": "sha256:" + hashlib.sha256(tool).hexdigest(),
+                 "destination": "/usr/local/bin/tool", "mode": "0755"},
+                {"type": "shell", "inline": ["echo before-reboot > /root/marker", "systemctl reboot"], "expect_disconnect": True},
+                {"type": "shell", "inline": ["test -f /root/marker", "echo booted-twice >> /root/marker", "uptime"]},
+                {"type": "packages", "install": ["jq"]},
+            ],
+            "output": {"directory": str(tmp_path / "out"), "formats": ["qcow2", "vmdk", "raw"]},
+            "boot_test": {"enabled": False},
+        }
+        spec, ident = prepare(props, root)
+        outputs = builder.build(spec, ident, base_dir=root, log=tee_log)
+
+    # Artifacts: every format, checksums that match, a manifest with packages and provenance.
+    assert set(outputs["artifacts"]) == {"qcow2", "vmdk", "raw"}
+    for fmt, art in outputs["artifacts"].items():
+        path = Path(art["path"])
+        assert path.exists() and path.stat().st_size == art["size"]
+        assert art["sha256"] == "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+    manifest = json.loads(Path(outputs["manifest_path"]).read_text())
+    names = {p["name"] for p in manifest["packages"]}
+    assert {"jq", "openssh-server", "systemd"} <= names
+    assert manifest["provenance"]["fingerprint"] == ident.fingerprint
+    assert manifest["provenance"]["source"]["digest"].startswith("sha256:")
+    assert outputs["timings"]["boot_to_ssh_s"] > 0
+    assert "connection dropped as expected" in tee_log.text
+    assert not list((tmp_path / "out").glob(".*partial")), "no partial files may remain"
+    assert qemu_processes() == []
+
+    # Boot the produced image again (fresh keys, throw-away overlay) and look inside.
+    qcow2 = Path(outputs["path"])
+    before = qcow2.read_bytes()[:1 << 20]
+    from goldsmith_provider.builders.qemu.builder import select_accelerator
+
+    _, accel_args = select_accelerator(spec, tee_log)
+    with booted(qcow2, log=tee_log, accel_args=accel_args) as (comm, _vm):
+        def sh(cmd):
+            return comm.run(cmd, log=tee_log).output.strip()
+
+        assert sh("cat /etc/motd") == "goldsmith integration image"
+        assert sh("stat -c '%a' /etc/motd") == "644"
+        assert sh("cat /opt/app/greeting") == "hello world"
+        assert sh("stat -c '%a %U %G' /etc/app") == "750 appsvc appsvc"
+        assert sh("cat /etc/app/app.conf /etc/app/db.conf") == "listen = 8080\npool = 5"
+        assert sh("/usr/local/bin/tool") == "tool-from-artifact"
+        assert sh("cat /root/marker") == "before-reboot\nbooted-twice"
+        assert sh("jq -n '1+1'") == "2"
+        # Generalized: new machine-id generated at this boot, only our injected host key, no build key.
+        assert len(sh("cat /etc/machine-id")) == 32
+        assert sh("ls /etc/ssh/ | grep -c ssh_host_ || true") == "2"
+        assert sh("wc -l < /root/.ssh/authorized_keys") == "1", "only this boot's key, not the build's"
+        assert sh("ls /var/lib/apt/lists | grep -v -e partial -e lock | wc -l") == "0"
+    assert qcow2.read_bytes()[:1 << 20] == before, "booting for the check must not write the artifact"
+    assert qemu_processes() == []
+
+
+def test_failing_provisioner_leaves_nothing_and_shows_the_output(tmp_path, tee_log):
+    root = make_project(tmp_path / "project")
+    out = tmp_path / "out"
+    props = {
+        "name": "it-broken",
+        "source": {"type": "debootstrap"},
+        "provisioners": [
+            {"type": "shell", "inline": ["echo preparing", "echo 'E: the thing is broken' >&2", "exit 7"]},
+            {"type": "shell", "inline": ["echo never runs"]},
+        ],
+        "output": {"directory": str(out)},
+    }
+    spec, ident = prepare(props, root)
+    work_before = set((cache_root() / "work").glob("*")) if (cache_root() / "work").exists() else set()
+    with pytest.raises(StepError) as info:
+        builder.build(spec, ident, base_dir=root, log=tee_log)
+    message = str(info.value)
+    assert info.value.step == "provision[0] shell"
+    assert "exit status 7" in message and "E: the thing is broken" in message and "preparing" in message
+    assert "never runs" not in tee_log.text
+    assert qemu_processes() == []
+    assert not out.exists() or list(out.iterdir()) == []
+    work_after = set((cache_root() / "work").glob("*"))
+    assert work_after == work_before, "the work dir (overlay, seed, keys) must be removed"

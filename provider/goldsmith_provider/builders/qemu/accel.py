@@ -56,11 +56,15 @@ def run_local(
     env: dict[str, str] | None = None,
     timeout: float | None = None,
 ) -> None:
-    """Fallback subprocess helper: run argv, raise with the last 20 output lines if it fails or times out."""
+    """Fallback subprocess helper: run argv, raise with the last 20 output lines if it fails or times out.
+
+    Like ``goldsmith_provider.engine.proc.run``, ``env`` is added to the inherited environment.
+    """
     what = " ".join(argv[:3]) + (" ..." if len(argv) > 3 else "")
+    full_env = {**os.environ, **env} if env is not None else None
     try:
         proc = subprocess.run(
-            argv, cwd=cwd, env=env, timeout=timeout, check=False, capture_output=True, stdin=subprocess.DEVNULL
+            argv, cwd=cwd, env=full_env, timeout=timeout, check=False, capture_output=True, stdin=subprocess.DEVNULL
         )
     except FileNotFoundError as exc:
         raise LocalCommandError(what, 127, "", hint=f"{argv[0]} is not installed or not on PATH") from exc
@@ -178,6 +182,7 @@ def _write_cache(cache_file: Path, key: str, entry: dict) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".accel-", suffix=".json", dir=cache_file.parent)
     with os.fdopen(fd, "w") as f:
         json.dump(data, f, indent=2, sort_keys=True)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, cache_file)
 
 

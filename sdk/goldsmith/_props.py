@@ -34,7 +34,9 @@ def project_dir() -> str:
         root = pulumi.get_root_directory()
     except Exception:  # noqa: BLE001 - outside a Pulumi program (mocks, plain scripts)
         root = None
-    return os.path.abspath(root or os.getcwd())
+    if not root or not os.path.isabs(root) or not os.path.isdir(root):  # mocks give a placeholder
+        root = os.getcwd()
+    return os.path.abspath(root)
 
 
 def resource_props(args: Any, outputs: tuple[str, ...]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ blindly accepted.
 from __future__ import annotations
 
 import io
+import logging
 import secrets
 import shlex
 import socket
@@ -18,6 +19,12 @@ from typing import Mapping
 from ..engine.errors import CommandError, GoldsmithError
 from ..engine.log import BuildLog
 from .base import Communicator, Disconnected, RemoteResult, env_script
+
+
+# paramiko's transport thread logs every refused banner while a guest boots (with tracebacks, through
+# logging's last-resort handler): that is expected, and the retry loop reports the last error itself.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+logging.getLogger("paramiko").propagate = False
 
 
 class HostKeyMismatch(GoldsmithError):

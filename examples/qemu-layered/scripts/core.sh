@@ -1,0 +1,3 @@
+#!/bin/sh
+set -eu
+echo "core image" > /etc/goldsmith-tier

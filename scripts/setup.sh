@@ -27,6 +27,7 @@ have qemu-system-x86_64 || need_apt+=(qemu-system-x86)
 have qemu-img || need_apt+=(qemu-utils)
 have debootstrap || need_apt+=(debootstrap)
 have ssh || need_apt+=(openssh-client)
+[ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)   # a real SSH peer for the communicator tests
 have mkfs.ext4 || need_apt+=(e2fsprogs)
 have mkfs.vfat || need_apt+=(dosfstools)
 have mcopy || need_apt+=(mtools)
@@ -39,8 +40,13 @@ fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   say "apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # Install services without starting them (no sshd on :22, no docker daemon): tests start their own.
+  policy=/usr/sbin/policy-rc.d
+  had_policy=0; [ -e "$policy" ] && had_policy=1
+  [ "$had_policy" = 1 ] || { printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"; trap 'rm -f "$policy"' EXIT; }
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  [ "$had_policy" = 1 ] || rm -f "$policy"
 fi
 
 # --- python venv ---------------------------------------------------------------------------------

@@ -50,3 +50,22 @@ def test_missing_artifact_is_a_clear_error(served, tmp_path):
     server, _ = served
     with pytest.raises(GoldsmithError, match="download failed"):
         fetch(f"{server.url}/nope.tgz", "sha256:" + "1" * 64, tmp_path, log=BuildLog("t", None, console=io.StringIO()))
+
+
+def test_url_source_image_is_downloaded_once_and_cached_by_digest(tmp_path):
+    from goldsmith_provider.builders.qemu.config import UrlSource
+    from goldsmith_provider.builders.qemu.sources import resolve
+
+    www = tmp_path / "www"
+    www.mkdir()
+    image = b"QFI\xfb" + b"\0" * 4096  # content only matters for the checksum
+    (www / "cloud.qcow2").write_bytes(image)
+    log = BuildLog("t", None, console=io.StringIO())
+    with LocalHttpServer(www) as server:
+        source = UrlSource(url=f"{server.url}/cloud.qcow2", checksum=digest(image))
+        first = resolve(source, base_dir=tmp_path, cache_root=tmp_path / "cache", log=log)
+        second = resolve(source, base_dir=tmp_path, cache_root=tmp_path / "cache", log=log)
+    assert first == second
+    assert first.digest == digest(image) and first.format == "qcow2" and first.cloud_init is True
+    assert first.path.read_bytes() == image
+    assert server.requests == ["/cloud.qcow2"]

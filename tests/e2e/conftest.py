@@ -83,22 +83,29 @@ def pulumi_project(tmp_path):
     return factory
 
 
+def qemu_pids(tag: str = "goldsmith-build-") -> dict[str, str]:
+    out = subprocess.run(["pgrep", "-af", "qemu-system"], capture_output=True, text=True).stdout
+    return {line.split()[0]: line for line in out.splitlines() if tag in line}
+
+
 class ProcessWatch:
-    """Records whether any goldsmith builder VM ran while a command was running."""
+    """Records whether a goldsmith builder VM started while a command was running (VMs that were
+    already running before, e.g. another suite's guest, do not count)."""
 
     def __init__(self, tag: str = "goldsmith-build-") -> None:
         self.tag = tag
         self.seen: list[str] = []
+        self._before: set[str] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
     def _poll(self) -> None:
         while not self._stop.is_set():
-            out = subprocess.run(["pgrep", "-af", "qemu-system"], capture_output=True, text=True).stdout
-            self.seen += [line for line in out.splitlines() if self.tag in line]
+            self.seen += [line for pid, line in qemu_pids(self.tag).items() if pid not in self._before]
             self._stop.wait(0.2)
 
     def __enter__(self) -> "ProcessWatch":
+        self._before = set(qemu_pids(self.tag))
         self._thread.start()
         return self
 

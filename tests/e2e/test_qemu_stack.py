@@ -18,7 +18,7 @@ def test_preview_up_noop_replace_refresh_destroy(pulumi_project):
         preview = p.run("preview", "--diff")
     assert watch.seen == []
     assert "+ pulumi-python:dynamic/goldsmith:QemuImage" in preview.text or "create" in preview.text
-    assert "rebuild_reasons" in preview.text and "new image" in preview.text
+    assert "fingerprint" in preview.text and "input_digests" in preview.text
     assert not (p.dir / "images").exists()
 
     # up: builds (with the boot-test gate).
@@ -46,7 +46,9 @@ def test_preview_up_noop_replace_refresh_destroy(pulumi_project):
     assert watch.seen == []
     assert "+-" in preview.text and "replace" in preview.text
     assert "provisioners[1].scripts[0]" in preview.text
-    assert "fingerprint" in preview.text
+    changed = [l for l in preview.text.splitlines() if "provisioners[1].scripts[0]" in l and "=>" in l]
+    assert changed, "the changed script's digest is shown old => new"
+    assert "rebuild (fingerprint changed): provisioners[1] changed" in preview.text
 
     # up rebuilds; the old image is deleted after the new one exists.
     p.run("up", "--yes", "--skip-preview")

@@ -29,6 +29,14 @@ def tee_log(tmp_path):
     sys.stderr.write(log.text[-20000:])
 
 
-def qemu_processes(tag: str = "goldsmith-build-") -> list[str]:
+def qemu_processes(tag: str = "goldsmith-build-") -> set[str]:
+    """Builder VMs running now (pid + command line)."""
     out = subprocess.run(["pgrep", "-af", "qemu-system"], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if tag in line]
+    return {line for line in out.splitlines() if tag in line}
+
+
+@pytest.fixture
+def qemu_baseline():
+    """The builder VMs that were already running (another suite's guest): a test checks only its own."""
+    before = qemu_processes()
+    return lambda: sorted(qemu_processes() - before)

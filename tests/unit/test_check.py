@@ -83,9 +83,9 @@ def test_check_accepts_and_adds_identity(tmp_path):
     result = QemuImageProvider().check({}, props)
     assert result.failures == []
     assert len(result.inputs["fingerprint"]) == 64
-    assert result.inputs["rebuild_reasons"] == ["new image"]
+    assert "rebuild_reasons" not in result.inputs  # nothing to compare with: a new image (or a replacement)
     again = QemuImageProvider().check(result.inputs, props)
-    assert again.inputs["fingerprint"] == result.inputs["fingerprint"] and again.inputs["rebuild_reasons"] == []
+    assert again.inputs["fingerprint"] == result.inputs["fingerprint"] and "rebuild_reasons" not in again.inputs
 
 
 def test_check_explains_what_changed(tmp_path):
@@ -109,3 +109,18 @@ def test_diff_replaces_on_fingerprint_and_updates_metadata_in_place(tmp_path):
     news = p.check(olds, props).inputs
     rebuild = p.diff("id", olds, news)
     assert rebuild.changes is True and "fingerprint" in rebuild.replaces
+
+
+def test_outputs_echo_inputs_with_secrets_redacted(tmp_path):
+    from goldsmith_provider.builders.qemu import builder
+    from goldsmith_provider.dynamic.base import ImageProvider
+
+    props = dict(copy.deepcopy(GOOD), base_dir=str(tmp_path))
+    props["provisioners"][0]["secret_env"] = {"TOKEN": "s3cr3t-value"}
+    spec, _ = builder.prepare({k: v for k, v in props.items() if k != "base_dir"}, tmp_path)
+    ident = builder.identify(spec, tmp_path)
+    outs = ImageProvider._outputs(props, spec, ident, {"path": "/x.qcow2"})
+    assert "s3cr3t-value" not in repr(outs)
+    assert outs["provisioners"][0]["secret_env"] == {"TOKEN": "********"}
+    assert outs["provisioners"][0]["inline"] == ["true"] and outs["path"] == "/x.qcow2"
+    assert props["provisioners"][0]["secret_env"] == {"TOKEN": "s3cr3t-value"}, "the inputs are not modified"

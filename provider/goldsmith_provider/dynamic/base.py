@@ -20,7 +20,7 @@ from ..engine.log import BuildLog, Masker
 from ..engine.schema import secret_values
 
 # Keys the provider adds to the user's spec; everything else in the props is the spec itself.
-META_KEYS = ("base_dir", "fingerprint", "input_digests", "rebuild_reasons", "__provider")
+META_KEYS = ("base_dir", "fingerprint", "input_digests", "rebuild_reasons", "resolved", "__provider")
 # Spec fields that change in place (no rebuild): recorded in the manifest and the outputs.
 METADATA_FIELDS = ("labels", "description", "retention", "keep_on_error")
 
@@ -51,6 +51,7 @@ def spec_props(props: dict[str, Any]) -> dict[str, Any]:
 class ImageProvider(ResourceProvider):
     serialize_as_secret_always = False
     builder_module = ""  # e.g. "goldsmith_provider.builders.qemu.builder"
+    metadata_fields = METADATA_FIELDS  # spec fields that update in place; a builder may add its own
 
     def __init__(self) -> None:
         super().__init__()
@@ -63,6 +64,11 @@ class ImageProvider(ResourceProvider):
         base_dir = Path(props.get("base_dir") or ".")
         spec, problems = self.builder.prepare(spec_props(props), base_dir)
         return spec, problems, base_dir
+
+    def _identify(self, spec: Any, base_dir: Path, props: dict[str, Any]):
+        """The spec's identity; a provider whose identity depends on lookups made at check time
+        (stored in the inputs under ``resolved``) overrides this."""
+        return self.builder.identify(spec, base_dir)
 
     def _log(self, spec: Any, props: dict[str, Any]) -> BuildLog:
         from ..engine.paths import cache_root
@@ -83,19 +89,17 @@ class ImageProvider(ResourceProvider):
         if problems:
             return CheckResult(inputs, [CheckFailure(p.path, p.message) for p in problems])
         try:
-            ident = self.builder.identify(spec, base_dir)
+            ident = self._identify(spec, base_dir, news)
         except (OSError, GoldsmithError) as exc:
             return CheckResult(inputs, [CheckFailure("", f"cannot fingerprint the inputs: {exc}")])
         from ..builders.common.identity import describe_changes
 
         old_digests = olds.get("input_digests") if isinstance(olds.get("input_digests"), dict) else None
-        if olds.get("fingerprint") == ident.fingerprint:
-            reasons = []
-        elif old_digests is None:
-            reasons = ["new image"]
-        else:
-            reasons = describe_changes(old_digests, ident.digests) or ["builder version changed"]
-        inputs.update(fingerprint=ident.fingerprint, input_digests=ident.digests, rebuild_reasons=reasons)
+        inputs.update(fingerprint=ident.fingerprint, input_digests=ident.digests)
+        inputs.pop("rebuild_reasons", None)
+        if old_digests is not None and olds.get("fingerprint") != ident.fingerprint:
+            # Only when there are old inputs to compare with: the engine re-checks a replacement with none.
+            inputs["rebuild_reasons"] = describe_changes(old_digests, ident.digests) or ["builder version changed"]
         return CheckResult(inputs, [])
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
@@ -110,14 +114,14 @@ class ImageProvider(ResourceProvider):
             reasons = news.get("rebuild_reasons") or []
             print(f"[{name}] rebuild ({', '.join(replaces)} changed): {'; '.join(reasons) or 'spec changed'}", file=sys.stderr)
             return DiffResult(changes=True, replaces=replaces, delete_before_replace=False)
-        changed = [k for k in METADATA_FIELDS if olds.get(k) != news.get(k)]
+        changed = [k for k in self.metadata_fields if olds.get(k) != news.get(k)]
         return DiffResult(changes=bool(changed), replaces=[])
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         spec, problems, base_dir = self._parse(props)
         if problems:
             raise ImageBuildError("invalid image spec:\n" + "\n".join(f"  - {p}" for p in problems))
-        ident = self.builder.identify(spec, base_dir)
+        ident = self._identify(spec, base_dir, props)
         with self._log(spec, {**props, "fingerprint": ident.fingerprint}) as log:
             try:
                 results = self.builder.build(spec, ident, base_dir=base_dir, log=log)
@@ -137,9 +141,10 @@ class ImageProvider(ResourceProvider):
         spec, problems, base_dir = self._parse(news)
         if problems:
             raise ImageBuildError("invalid image spec:\n" + "\n".join(f"  - {p}" for p in problems))
-        self.builder.update_metadata(olds, spec)
+        fresh = self.builder.update_metadata(olds, spec)
         outs = dict(olds)
-        outs.update({k: news.get(k) for k in METADATA_FIELDS if k in news})
+        outs.update(fresh or {})  # what changed outside the spec (e.g. the AMI ids after a new copy region)
+        outs.update({k: news.get(k) for k in self.metadata_fields if k in news})
         outs["base_dir"] = news.get("base_dir")
         return UpdateResult(outs)
 
@@ -153,11 +158,40 @@ class ImageProvider(ResourceProvider):
 
     @staticmethod
     def _outputs(props: dict[str, Any], spec: Any, ident: Any, results: dict[str, Any]) -> dict[str, Any]:
-        """Outputs = the non-secret identity and metadata of the inputs + what the build produced.
-        The spec itself (with any secret values) is not echoed."""
-        outs = {k: props.get(k) for k in ("name", "base_dir", *METADATA_FIELDS) if k in props}
-        outs["output"] = {"directory": (props.get("output") or {}).get("directory")}
+        """Outputs = the inputs (secret values redacted) + identity + what the build produced.
+
+        Echoing the inputs lets `pulumi preview --diff` compare like with like; secret fields are
+        replaced by a mask so their values never reach the state's outputs."""
+        outs = redact_secrets(spec_props(props), spec)
+        outs["base_dir"] = props.get("base_dir")
         outs["fingerprint"] = ident.fingerprint
         outs["input_digests"] = ident.digests
         outs.update(results)
         return outs
+
+
+def redact_secrets(props: dict[str, Any], spec: Any) -> dict[str, Any]:
+    """A deep copy of ``props`` with the value of every secret field (per the spec's settings table) masked."""
+    import copy
+    import re
+
+    from ..engine.log import MASK
+    from ..engine.schema import walk_fields
+
+    out = copy.deepcopy(props)
+    for path, f, value in walk_fields(spec):
+        if not f.metadata.get("secret") or not value:
+            continue
+        node: Any = out
+        parts = re.findall(r"[^.\[\]]+|\[\d+\]", path)
+        for part in parts[:-1]:
+            node = node[int(part[1:-1])] if part.startswith("[") else node.get(part)
+            if node is None:
+                break
+        else:
+            last = parts[-1]
+            if isinstance(value, dict):
+                node[last] = {k: MASK for k in value}
+            elif isinstance(node, dict) and last in node:
+                node[last] = MASK
+    return out

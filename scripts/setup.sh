@@ -31,7 +31,6 @@ have ssh || need_apt+=(openssh-client)
 have mkfs.ext4 || need_apt+=(e2fsprogs)
 have mkfs.vfat || need_apt+=(dosfstools)
 have mcopy || need_apt+=(mtools)
-have sfdisk || need_apt+=(fdisk)
 have git || need_apt+=(git)
 if [ "$WANT_DOCKER" = 1 ]; then
   have dockerd || need_apt+=(docker.io)

@@ -3,7 +3,7 @@
 # Extra arguments go to pytest (e.g. scripts/test.sh tests/unit -k fingerprint).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --docker  # docker.io and docker-registry too: the Docker tests start their own engine
 export GOLDSMITH_CACHE="${GOLDSMITH_CACHE:-$HOME/.cache/goldsmith}"
 export PATH="$PWD/.venv/bin:$PATH"
 export PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true

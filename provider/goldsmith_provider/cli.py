@@ -11,7 +11,7 @@ from pathlib import Path
 def cmd_gc(args: argparse.Namespace) -> int:
     from . import gc
 
-    orphans = gc.collect(platforms=args.platform or None, older_than=args.older_than)
+    orphans = gc.collect(platforms=args.platform or None, older_than=args.older_than, aws_regions=args.aws_region)
     count = gc.reap(orphans, dry_run=args.dry_run)
     print(f"{count} orphaned resource(s) {'found' if args.dry_run else 'removed'}")
     return 0
@@ -33,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     gc_p.add_argument("--older-than", type=float, default=None, metavar="SECONDS",
                       help="also treat builds older than this as orphans, even if their owner is alive")
     gc_p.add_argument("--platform", action="append", help="limit to a platform (qemu, ...); repeatable")
+    gc_p.add_argument("--aws-region", action="append", metavar="REGION",
+                      help="look for AWS builder resources in this region (repeatable; default: $GOLDSMITH_AWS_REGIONS, "
+                           "else none); credentials and endpoint from the standard AWS chain")
     gc_p.set_defaults(func=cmd_gc)
     ls_p = sub.add_parser("ls", help="list the images in an output directory")
     ls_p.add_argument("directory", nargs="?", default="images")

@@ -114,6 +114,32 @@ def qemu_orphans(root: Path, older_than: float | None) -> list[Orphan]:
 REAPERS: dict[str, Callable[..., list[Orphan]]] = {"qemu": lambda older_than, **_: qemu_orphans(cache_root(), older_than)}
 
 
+def docker_orphans(older_than: float | None, **_: object) -> list[Orphan]:
+    """Build containers of dead builds (see builders/docker/engine.py); nothing when no engine answers."""
+    try:
+        from .builders.docker.engine import build_orphans
+
+        return [Orphan(*found) for found in build_orphans(older_than)]
+    except Exception:  # noqa: BLE001 - no docker SDK, no engine reachable: nothing to reap here
+        return []
+
+
+REAPERS["docker"] = docker_orphans
+
+
+def aws_orphans(older_than: float | None, aws_regions: list[str] | None = None, **_: object) -> list[Orphan]:
+    """Builder instances, key pairs, security groups and half-built AMIs of dead builds, in the regions
+    given (``--aws-region``) or listed in GOLDSMITH_AWS_REGIONS; none configured, no AWS call is made."""
+    from .builders.aws.reaper import aws_orphans as find, regions_from_env
+
+    if not (aws_regions or regions_from_env()):
+        return []
+    return find(older_than=older_than, regions=aws_regions, make_orphan=Orphan)
+
+
+REAPERS["aws"] = aws_orphans
+
+
 def collect(*, platforms: list[str] | None = None, older_than: float | None = None, **kwargs) -> list[Orphan]:
     found: list[Orphan] = []
     for name, reaper in REAPERS.items():

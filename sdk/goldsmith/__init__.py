@@ -20,7 +20,29 @@ provider's validation, the fingerprint and the docs all come from it).
 
 from __future__ import annotations
 
+from goldsmith_provider.builders.aws.config import (
+    AmiFilterSource,
+    AmiIdSource,
+    AmiImageSpec,
+    AwsConnection,
+    AwsSshSettings,
+    BastionSettings,
+    DistributionSettings,
+    InstanceSettings,
+    RootVolume,
+    ShareSettings,
+    SsmParameterSource,
+    WaitSettings,
+)
 from goldsmith_provider.builders.common.spec import BootTest, Retention, SshSettings
+from goldsmith_provider.builders.docker.config import (
+    DebootstrapRootfsSource,
+    DockerImageSpec,
+    ImageConfig,
+    ImageSource,
+    RegistrySettings,
+    RootfsSource,
+)
 from goldsmith_provider.builders.qemu.config import (
     DebootstrapSource,
     DiskSource,
@@ -36,9 +58,16 @@ from goldsmith_provider.provisioners import (
     UpdatesProvisioner,
 )
 
+from .aws import AmiImage
+from .docker import DockerImage
 from .qemu import QemuImage
 
 QemuImageArgs = QemuImageSpec
+DockerImageArgs = DockerImageSpec
+AmiImageArgs = AmiImageSpec
+AmiById = AmiIdSource
+AmiFilter = AmiFilterSource
+AmiFromSsm = SsmParameterSource
 Shell = ShellProvisioner
 File = FileProvisioner
 Updates = UpdatesProvisioner
@@ -48,6 +77,11 @@ __all__ = [
     "QemuImage", "QemuImageArgs", "QemuImageSpec",
     "DebootstrapSource", "DiskSource", "UrlSource",
     "MachineSettings", "OutputSettings", "SshSettings", "BootTest", "Retention",
+    "DockerImage", "DockerImageArgs", "DockerImageSpec",
+    "ImageSource", "RootfsSource", "DebootstrapRootfsSource", "ImageConfig", "RegistrySettings",
+    "AmiImage", "AmiImageArgs", "AmiImageSpec", "AmiById", "AmiFilter", "AmiFromSsm",
+    "AmiIdSource", "AmiFilterSource", "SsmParameterSource", "AwsConnection", "AwsSshSettings", "BastionSettings",
+    "InstanceSettings", "RootVolume", "DistributionSettings", "ShareSettings", "WaitSettings",
     "Shell", "File", "Updates", "Packages",
     "ShellProvisioner", "FileProvisioner", "UpdatesProvisioner", "PackagesProvisioner",
 ]

@@ -3,7 +3,6 @@ that must leave nothing behind. Real peers only: QEMU (TCG or KVM), the guest's 
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import pytest

@@ -1,7 +1,6 @@
 """Provisioner logic against a recording communicator (the real guest runs are in tests/integration)."""
 
 import io
-from pathlib import Path
 
 import pytest
 

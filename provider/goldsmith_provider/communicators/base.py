@@ -77,6 +77,23 @@ class Communicator(ABC):
 
     # -- shared conveniences built on the primitives --------------------------------------------------
 
+    def command_script(self, command: str, *, log: BuildLog, env: Mapping[str, str] | None,
+                       secret_env: Mapping[str, str] | None) -> str:
+        """The shell script that runs ``command`` with its environment.
+
+        Plain variables are exported inline; secret ones are registered with the log's masker and
+        travel in a 0600 file that the script sources and removes before the command starts, so
+        their values are never on a command line (ps, docker inspect, audit logs).
+        """
+        prelude = env_script(env or {})
+        if secret_env:
+            for value in secret_env.values():
+                log.masker.add(value)
+            path = f"/tmp/.goldsmith-env-{secrets.token_hex(8)}"
+            self.put_bytes(env_script(secret_env).encode(), path, mode=0o600)
+            prelude += f". {path}; rm -f {path}\n"
+        return prelude + command
+
     def privileged(self, command: str) -> str:
         """Wrap ``command`` so it runs as root whatever the login user is."""
         if self.user == "root":

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import logging
-import secrets
 import shlex
 import socket
 import time
@@ -18,7 +17,7 @@ from typing import Mapping
 
 from ..engine.errors import CommandError, GoldsmithError
 from ..engine.log import BuildLog
-from .base import Communicator, Disconnected, RemoteResult, env_script
+from .base import Communicator, Disconnected, RemoteResult
 
 
 # paramiko's transport thread logs every refused banner while a guest boots (with tracebacks, through
@@ -39,6 +38,7 @@ class SshTarget:
     private_key: str  # OpenSSH PEM of the ephemeral client key
     host_key: str  # "ssh-ed25519 AAAA..." the only host key accepted
     connect_timeout: float = 10.0
+    via: "SshTarget | None" = None  # a bastion (jump host): the connection runs in a channel it opens
 
 
 def _load_pkey(text: str):  # paramiko imported lazily: keep module import cheap
@@ -64,6 +64,7 @@ class SshCommunicator(Communicator):
         self.target = target
         self.user = target.user
         self._client = None
+        self._jump: SshCommunicator | None = None
 
     # -- connection -----------------------------------------------------------------------------------
 
@@ -76,23 +77,42 @@ class SshCommunicator(Communicator):
         key = _host_key(t.host_key)
         name = t.host if t.port == 22 else f"[{t.host}]:{t.port}"
         client.get_host_keys().add(name, key.get_name(), key)
+        jump, sock = self._open_jump() if t.via is not None else (None, None)
         try:
             client.connect(
                 t.host, port=t.port, username=t.user, pkey=_load_pkey(t.private_key),
                 timeout=t.connect_timeout, banner_timeout=t.connect_timeout, auth_timeout=t.connect_timeout,
-                allow_agent=False, look_for_keys=False,
+                allow_agent=False, look_for_keys=False, sock=sock,
             )
         except paramiko.BadHostKeyException as exc:
             client.close()
+            if jump is not None:
+                jump.close()
             raise HostKeyMismatch(f"{name} offered an unexpected host key ({exc.key.get_name()} "
                                   f"{exc.key.get_base64()[:16]}...)", hint="refusing to connect") from exc
         except BaseException:
             client.close()
+            if jump is not None:
+                jump.close()
             raise
+        self._jump = jump
         transport = client.get_transport()
         assert transport is not None
         transport.set_keepalive(15)
         self._client = client
+
+    def _open_jump(self):
+        """Log in to the bastion (its host key verified too) and open a channel to the target."""
+        t = self.target
+        jump = SshCommunicator(t.via)
+        jump.connect()
+        try:
+            channel = jump._client.get_transport().open_channel(
+                "direct-tcpip", (t.host, t.port), ("127.0.0.1", 0), timeout=t.connect_timeout)
+        except BaseException:
+            jump.close()
+            raise
+        return jump, channel
 
     def wait_ready(self, *, timeout: float, log: BuildLog, alive=lambda: True) -> float:
         """Retry connecting until the guest's sshd answers with the expected key; returns seconds waited.
@@ -133,6 +153,9 @@ class SshCommunicator(Communicator):
         if self._client is not None:
             self._client.close()
             self._client = None
+        if self._jump is not None:
+            self._jump.close()
+            self._jump = None
 
     @property
     def client(self):
@@ -172,14 +195,7 @@ class SshCommunicator(Communicator):
         check: bool = True,
         quiet: bool = False,
     ) -> RemoteResult:
-        prelude = env_script(env or {})
-        if secret_env:
-            for v in secret_env.values():
-                log.masker.add(v)
-            path = f"/tmp/.goldsmith-env-{secrets.token_hex(8)}"
-            self.put_bytes(env_script(secret_env).encode(), path, mode=0o600)
-            prelude += f". {path}; rm -f {path}\n"
-        script = prelude + command
+        script = self.command_script(command, log=log, env=env, secret_env=secret_env)
         wrapped = f"sh -c {shlex.quote(script)}"
         if sudo:
             wrapped = self.privileged(wrapped)

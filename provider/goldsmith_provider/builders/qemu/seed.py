@@ -8,32 +8,14 @@ public key and our host key, so the host key is known before the first connectio
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ...engine.log import BuildLog
 from ...engine.proc import run
+from ..common.cloud_init import user_data
 from ..common.keys import KeyPair
 
-
-def user_data(user: str, client: KeyPair, host: KeyPair, hostname: str) -> str:
-    host_private = host.private_openssh
-    host_public = " ".join(host.public_openssh.split()[:2])
-    config: dict = {
-        "ssh_pwauth": False,
-        "ssh_deletekeys": True,
-        "ssh_genkeytypes": [],
-        "ssh_keys": {"ed25519_private": host_private, "ed25519_public": host_public},
-        "hostname": hostname,
-    }
-    if user == "root":
-        config["disable_root"] = False
-        config["users"] = [{"name": "root", "ssh_authorized_keys": [client.public_openssh]}]
-    else:
-        config["users"] = [{"name": user, "sudo": "ALL=(ALL) NOPASSWD:ALL", "shell": "/bin/bash",
-                            "lock_passwd": True, "ssh_authorized_keys": [client.public_openssh]}]
-    # JSON is valid YAML: no YAML dependency needed to write a cloud-config.
-    return "#cloud-config\n" + json.dumps(config, indent=1) + "\n"
+__all__ = ["user_data", "write_seed"]  # user_data lives in builders/common/cloud_init.py (shared with EC2)
 
 
 def write_seed(workdir: Path, *, user: str, client: KeyPair, host: KeyPair, instance_id: str,

@@ -1,0 +1,68 @@
+"""The AmiImage resource: a golden AMI built on an EC2 instance (the amazon-ebs flow), copied,
+shared and deprecated across regions."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Optional
+
+import pulumi
+import pulumi.dynamic
+from goldsmith_provider.builders.aws.config import AmiImageSpec
+from goldsmith_provider.dynamic.aws import AwsImageProvider
+
+from ._props import resource_props
+
+OUTPUTS = ("image_id", "ami_id", "ami_ids", "ami_name", "region", "snapshot_ids", "source_ami_id", "source_ami",
+           "resolved", "fingerprint", "input_digests", "rebuild_reasons", "packages", "package_count", "provenance",
+           "timings", "adopted", "aws", "build_log")
+
+
+def _stack_defaults(props: dict[str, Any], resource_name: str) -> None:
+    """Ownership tags and the AWS settings a pulumi-aws program already has in its stack config."""
+    for key, value in (("stack", pulumi.get_stack), ("project", pulumi.get_project)):
+        if not props.get(key):
+            props[key] = value()
+    props["resource"] = props.get("resource") or resource_name
+    aws = dict(props.get("aws") or {})
+    config = pulumi.Config("aws")
+    if not aws.get("region") and config.get("region"):
+        aws["region"] = config.get("region")
+    if not aws.get("profile") and config.get("profile"):
+        aws["profile"] = config.get("profile")
+    if aws:
+        props["aws"] = aws
+
+
+class AmiImage(pulumi.dynamic.Resource, module="goldsmith", name="AmiImage"):
+    """Builds when its fingerprint changes (provisioners, files, or a newer source AMI);
+    ``pulumi preview --diff`` shows ``rebuild_reasons``. Tags, description, copy regions, sharing and
+    deprecation update in place."""
+
+    image_id: pulumi.Output[str]
+    ami_id: pulumi.Output[str]
+    ami_ids: pulumi.Output[dict]
+    ami_name: pulumi.Output[str]
+    region: pulumi.Output[str]
+    snapshot_ids: pulumi.Output[dict]
+    source_ami_id: pulumi.Output[str]
+    source_ami: pulumi.Output[dict]
+    resolved: pulumi.Output[dict]
+    fingerprint: pulumi.Output[str]
+    input_digests: pulumi.Output[dict]
+    rebuild_reasons: pulumi.Output[list]
+    packages: pulumi.Output[list]
+    package_count: pulumi.Output[int]
+    provenance: pulumi.Output[dict]
+    timings: pulumi.Output[dict]
+    adopted: pulumi.Output[bool]
+    build_log: pulumi.Output[str]
+
+    def __init__(self, resource_name: str, args: AmiImageSpec | dict[str, Any],
+                 opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        if dataclasses.is_dataclass(args) and not isinstance(args, type):
+            props = resource_props(args, OUTPUTS)
+        else:
+            props = resource_props(dict(args), OUTPUTS)
+        _stack_defaults(props, resource_name)
+        super().__init__(AwsImageProvider(), resource_name, props, opts)

@@ -1,0 +1,4 @@
+#!/bin/sh
+set -eu
+echo "provisioning v1 (token: $TOKEN)"
+echo v1 > /etc/provisioned

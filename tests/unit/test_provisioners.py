@@ -85,3 +85,27 @@ def test_expect_disconnect_still_fails_on_a_real_error(tmp_path):
     comm = Recorder({"/tmp/goldsmith-script": CommandError("x", 3, "boom")})
     with pytest.raises(CommandError):
         ShellProvisioner(inline=["false"], expect_disconnect=True).provision(comm, pctx(tmp_path, []))
+
+
+def test_reboot_waits_for_a_new_boot_id(monkeypatch):
+    """An sshd still answering on the way down is the old boot: reconnect until the boot id changes."""
+    import goldsmith_provider.provisioners.base as base
+
+    monkeypatch.setattr(base.time, "sleep", lambda s: None)
+    boots = iter(["boot-1", "boot-1", "boot-1", "boot-2"])
+
+    class Rebooting(Recorder):
+        reconnects = 0
+
+        def run(self, command, **kwargs):
+            if "boot_id" in command:
+                return RemoteResult(0, next(boots))
+            return super().run(command, **kwargs)
+
+        def reconnect(self, *, timeout, log=None, alive=None):
+            self.reconnects += 1
+
+    comm = Rebooting()
+    base.reboot_and_reconnect(comm, BuildLog("t", None, console=io.StringIO()), timeout=60, alive=lambda: True)
+    assert comm.reconnects == 3
+    assert any("systemctl reboot" in c[0] for c in comm.commands)

@@ -84,6 +84,31 @@ def run_expecting_disconnect(comm: Communicator, command: str, pctx: ProvisionCo
     pctx.log.info("the guest rebooted" if before and after and before != after else "reconnected (same boot)")
 
 
+def reboot_and_reconnect(comm: Communicator, log: BuildLog, *, timeout: float, alive: Callable[[], bool]) -> None:
+    """Reboot the guest from inside and reconnect once it is back with a new boot id (an sshd that
+    still answers on the way down is the old boot, not the new one)."""
+    before = comm.run(BOOT_ID, log=log, quiet=True).output.strip()
+    try:
+        comm.run("(sleep 1; systemctl reboot) >/dev/null 2>&1 &", log=log, sudo=True, quiet=True)
+    finally:
+        comm.close()
+    deadline = time.monotonic() + timeout
+    while True:
+        time.sleep(3)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise GoldsmithError("the builder did not come back with a new boot id after the reboot")
+        comm.reconnect(timeout=remaining, log=log, alive=alive)
+        try:
+            after = comm.run(BOOT_ID, log=log, quiet=True, check=False).output.strip()
+        except Disconnected:
+            after = ""
+        if after and after != before:
+            log.info("reboot: the guest is back")
+            return
+        comm.close()  # still the old boot, on its way down
+
+
 def _boot_id(comm: Communicator, pctx: ProvisionContext) -> str:
     try:
         return comm.run(BOOT_ID, log=pctx.log, quiet=True, check=False, timeout=15).output.strip()

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...communicators.base import Disconnected
 from ...communicators.ssh import SshCommunicator, SshTarget
 from ...engine.errors import GoldsmithError
 from ...engine.runner import BaseStep
+from ...provisioners.base import reboot_and_reconnect
 from ...engine.state import BuildState
 from ..common.cloud_init import combine, user_data
 from ..common.keys import KeyPair, generate_ed25519
@@ -395,32 +395,10 @@ def instance_alive(state: AwsBuildState, every: float = 15.0):
     return alive
 
 
-BOOT_ID = "cat /proc/sys/kernel/random/boot_id"
-
-
 def reboot(state: AwsBuildState) -> None:
-    """Reboot the builder from inside and reconnect once it is back with a new boot id."""
-    comm = state.comm
-    before = comm.run(BOOT_ID, log=state.log, quiet=True).output.strip()
-    try:
-        comm.run("(sleep 1; systemctl reboot) >/dev/null 2>&1 &", log=state.log, sudo=True, quiet=True)
-    finally:
-        comm.close()
-    deadline = time.monotonic() + state.spec.communicator.reboot_timeout_s
-    while True:
-        time.sleep(3)
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise GoldsmithError("the builder did not come back with a new boot id after the reboot")
-        comm.reconnect(timeout=remaining, log=state.log, alive=instance_alive(state))
-        try:
-            after = comm.run(BOOT_ID, log=state.log, quiet=True, check=False).output.strip()
-        except Disconnected:
-            after = ""
-        if after and after != before:
-            state.log.info("reboot: the builder is back")
-            return
-        comm.close()
+    """Reboot the builder and reconnect (used by provisioners that must reboot)."""
+    reboot_and_reconnect(state.comm, state.log, timeout=state.spec.communicator.reboot_timeout_s,
+                         alive=instance_alive(state))
 
 
 class StepStopInstance(BaseStep[AwsBuildState]):

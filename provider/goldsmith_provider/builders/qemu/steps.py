@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...communicators.base import Disconnected
 from ...communicators.ssh import SshCommunicator, SshTarget
 from ...engine.errors import GoldsmithError
 from ...engine.fingerprint import sha256_file
 from ...engine.proc import run
 from ...engine.runner import BaseStep
+from ...provisioners.base import reboot_and_reconnect
 from ...engine.state import BuildState
 from ..common.keys import KeyPair, generate_ed25519
 from . import sources
@@ -168,32 +168,10 @@ class StepWaitForSsh(BaseStep[QemuBuildState]):
             state.comm.close()
 
 
-BOOT_ID = "cat /proc/sys/kernel/random/boot_id"
-
-
 def reboot(state: QemuBuildState) -> None:
-    """Reboot the builder and reconnect once it is up with a new boot id."""
-    comm = state.comm
-    before = comm.run(BOOT_ID, log=state.log, quiet=True).output.strip()
-    try:
-        comm.run("(sleep 1; systemctl reboot) >/dev/null 2>&1 &", log=state.log, sudo=True, quiet=True)
-    finally:
-        comm.close()
-    deadline = time.monotonic() + state.spec.communicator.reboot_timeout_s
-    while True:
-        time.sleep(3)
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise GoldsmithError("the builder did not come back with a new boot id after the reboot")
-        comm.reconnect(timeout=remaining, log=state.log, alive=state.vm.alive)
-        try:
-            after = comm.run(BOOT_ID, log=state.log, quiet=True, check=False).output.strip()
-        except Disconnected:
-            after = ""
-        if after and after != before:
-            state.log.info("reboot: the guest is back")
-            return
-        comm.close()  # still the old boot, on its way down
+    """Reboot the builder and reconnect (used by provisioners that must reboot)."""
+    reboot_and_reconnect(state.comm, state.log, timeout=state.spec.communicator.reboot_timeout_s,
+                         alive=state.vm.alive)
 
 
 class StepShutdown(BaseStep[QemuBuildState]):

@@ -89,7 +89,9 @@ def created_containers(client, since: float) -> list[str]:
     """Build containers the engine created since ``since`` (from its event log)."""
     events = client.events(since=int(since), until=int(time.time()) + 1, decode=True,
                            filters={"type": "container", "event": "create"})
-    names = [ev.get("Actor", {}).get("Attributes", {}).get("name", "?") for ev in events]
+    # the engine's `since` filter has one-second granularity: filter on the exact event time too
+    names = [ev.get("Actor", {}).get("Attributes", {}).get("name", "?") for ev in events
+             if ev.get("timeNano", 0) >= since * 1e9]
     return [n for n in names if n.startswith(labels.CONTAINER_PREFIX)]
 
 

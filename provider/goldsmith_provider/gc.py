@@ -31,6 +31,9 @@ class Orphan:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether the build owner ``pid`` runs on this host (the test every reaper uses)."""
+    if pid <= 0:  # os.kill(0, ...) would ask about our own process group
+        return False
     try:
         os.kill(pid, 0)
         return True
@@ -38,6 +41,8 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
+    except (OverflowError, ValueError):
+        return False
 
 
 def _processes() -> list[tuple[int, list[str]]]:

@@ -18,23 +18,12 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from ...engine.log import BuildLog
+from ...gc import _pid_alive  # the owner test every reaper uses
 from .client import Aws, AwsError, call, call_retrying, tags_of, wait_for_instance
 from .config import AwsConnection
 
 REGIONS_ENV = "GOLDSMITH_AWS_REGIONS"
 TAG = "goldsmith:build-id"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except (OverflowError, ValueError):
-        return False
 
 
 def orphan_reason(tags: dict[str, str], older_than: float | None, *, host: str | None = None,

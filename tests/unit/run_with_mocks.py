@@ -21,6 +21,7 @@ class Mocks(pulumi.runtime.Mocks):
         outputs = dict(args.inputs)
         outputs.setdefault("path", f"/mock/{args.name}.qcow2")
         outputs.setdefault("image_id", f"mock-{args.name}")
+        outputs.setdefault("sha256", "sha256:" + "0" * 64)
         outputs.setdefault("artifacts", {"qcow2": {"path": f"/mock/{args.name}.qcow2"}, "vmdk": {"path": f"/mock/{args.name}.vmdk"}})
         return [f"{args.name}-id", outputs]
 

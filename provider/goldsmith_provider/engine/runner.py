@@ -13,6 +13,7 @@ import os
 import time
 from typing import Generic, Protocol, Sequence, TypeVar
 
+from . import cancel
 from .errors import CleanupError, GoldsmithError, StepError
 from .state import BuildState
 
@@ -61,8 +62,11 @@ def run_steps(steps: Sequence[Step[S]], state: S, *, keep_on_error: bool = False
     registered: list[Step[S]] = []
     failing = injected_failures()
     error: BaseException | None = None
+    # A cancel (from the build's cancel scope) closes the communicator, so a running remote command returns now.
+    remove_interrupter = cancel.on_cancel(lambda: _interrupt(state))
     try:
         for step in steps:
+            cancel.raise_if_cancelled()
             registered.append(step)
             started = time.monotonic()
             log.info(f"==> {step.name}")
@@ -73,8 +77,13 @@ def run_steps(steps: Sequence[Step[S]], state: S, *, keep_on_error: bool = False
             finally:
                 state.timings[step.name] = round(time.monotonic() - started, 3)
     except BaseException as exc:  # KeyboardInterrupt and SystemExit must clean up too
-        error = exc
+        reason = cancel.cancel_reason()
+        error = cancel.Cancelled(reason) if reason and not isinstance(exc, cancel.Cancelled) else exc
+        if error is not exc:
+            log.info(f"{registered[-1].name if registered else 'build'} interrupted: {exc}")
         state.failed = True
+    finally:
+        remove_interrupter()
 
     if error is not None and keep_on_error:
         log.info("build failed; keep_on_error is set, leaving the builder in place: " + (", ".join(state.resources.values()) or "nothing"))
@@ -94,6 +103,13 @@ def run_steps(steps: Sequence[Step[S]], state: S, *, keep_on_error: bool = False
         raise _as_step_error(registered, error)
     if failures:
         raise CleanupError(failures, list(state.resources.values()))
+
+
+def _interrupt(state: BuildState) -> None:
+    state.log.info(f"cancel requested: {cancel.cancel_reason()}")
+    comm = getattr(state, "comm", None)
+    if comm is not None and hasattr(comm, "close"):
+        comm.close()
 
 
 def _as_step_error(registered: Sequence[Step[S]], error: BaseException) -> BaseException:

@@ -208,6 +208,7 @@ def outputs_of(state: s.AwsBuildState, timings: dict[str, Any]) -> dict[str, Any
         "fingerprint": state.fingerprint,
         "packages": [f"{p['name']}={p['version']}" for p in packages],
         "package_count": len(packages) if packages else state.outputs.get("package_count", 0),
+        "path_digests": dict(state.path_digests),
         "provenance": provenance(builder=BUILDER, build_id=state.build_id, fingerprint=state.fingerprint,
                                  base_dir=state.base_dir, source={"type": spec.source.TYPE, "ami_id": state.source["id"],
                                                                   "name": state.source.get("name", ""), "region": state.region},

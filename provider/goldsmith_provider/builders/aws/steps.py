@@ -48,6 +48,7 @@ class AwsBuildState(BuildState):
     instance: dict[str, Any] = field(default_factory=dict)
     comm: SshCommunicator | None = None
     packages: list[dict[str, str]] = field(default_factory=list)
+    path_digests: dict[str, str] = field(default_factory=dict)  # digest_paths -> sha256, before generalization
     stopped: bool = False
     amis: dict[str, str] = field(default_factory=dict)  # region -> AMI id (the build region's first)
     made: set[str] = field(default_factory=set)  # regions whose AMI this run created (a failure removes them)

@@ -9,6 +9,8 @@ tag and no pushed manifest behind.
 
 from __future__ import annotations
 
+import json
+
 import time
 from pathlib import Path
 from typing import Any
@@ -128,6 +130,7 @@ def outputs_of(spec: DockerImageSpec, attrs: dict[str, Any], *, repo_digests: di
         "fingerprint": labels.get(e.FINGERPRINT, ""),
         "packages": packages,
         "package_count": len(packages),
+        "path_digests": json.loads(labels[e.PATH_DIGESTS]) if labels.get(e.PATH_DIGESTS) else {},
         "source_image": {"type": labels.get(e.SOURCE_TYPE, ""), "ref": labels.get(e.SOURCE_REF, ""),
                          "digest": labels.get(e.SOURCE_DIGEST, "")},
         "provenance": {

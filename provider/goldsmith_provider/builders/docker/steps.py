@@ -23,7 +23,7 @@ from ...engine.fingerprint import sha256_file
 from ...engine.runner import BaseStep
 from ...engine.state import BuildState
 from ..common.provenance import source_revision
-from ..common.steps import MANIFEST_CMD, StepCollectManifest, parse_manifest
+from ..common.steps import MANIFEST_CMD, StepCollectManifest, collect_path_digests, parse_manifest
 from . import engine as e
 from .config import DebootstrapRootfsSource, DockerImageSpec, ImageSource, RootfsSource, registry_host
 from .registry import Credentials, RegistryClient, resolve_credentials, split_repository
@@ -63,6 +63,7 @@ class DockerBuildState(BuildState):
     container: Any = None
     comm: DockerCommunicator | None = None
     packages: list[dict[str, str]] = field(default_factory=list)
+    path_digests: dict[str, str] = field(default_factory=dict)  # digest_paths -> sha256, before generalization
     image_id: str = ""
     adopted: bool = False
     retagged: dict[str, str] = field(default_factory=dict)  # ref -> image id it pointed to before ("" if none)
@@ -264,11 +265,13 @@ class StepCollectPackages(StepCollectManifest):
         if result.status == 3:
             state.packages = []
             state.log.info("manifest: no package database in the image")
+            collect_path_digests(state)
             return
         if result.status != 0:
             raise GoldsmithError(f"collecting the package manifest failed (exit status {result.status}): {result.output[-500:]}")
         state.packages = parse_manifest(result.output)
         state.log.info(f"manifest: {len(state.packages)} packages")
+        collect_path_digests(state)
 
 
 class StepGeneralize(BaseStep[DockerBuildState]):
@@ -355,6 +358,7 @@ def image_labels(state: DockerBuildState) -> dict[str, str]:
         e.SOURCE_DIGEST: state.source_digest,
         e.REVISION: revision,
         e.PACKAGES: " ".join(f"{p['name']}={p['version']}" for p in state.packages),
+        e.PATH_DIGESTS: json.dumps(state.path_digests, sort_keys=True, separators=(",", ":")) if state.path_digests else "",
         e.BUILT_AT: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         e.BUILD_ID: state.build_id,
         e.BUILD_PID: str(os.getpid()),

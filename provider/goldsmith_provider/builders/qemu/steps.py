@@ -45,6 +45,7 @@ class QemuBuildState(BuildState):
     vm: QemuVm | None = None
     comm: SshCommunicator | None = None
     packages: list[dict[str, str]] = field(default_factory=list)
+    path_digests: dict[str, str] = field(default_factory=dict)  # digest_paths -> sha256, before generalization
     artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)
     partials: list[Path] = field(default_factory=list)
 

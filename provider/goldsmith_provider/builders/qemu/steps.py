@@ -185,7 +185,7 @@ class StepShutdown(BaseStep[QemuBuildState]):
             state.comm.run("(sleep 1; systemctl poweroff) >/dev/null 2>&1 &", log=state.log, sudo=True, quiet=True)
         finally:
             state.comm.close()
-        if not state.vm.wait_exit(180):
+        if not state.vm.wait_exit(180, cancellable=True):
             raise GoldsmithError("the builder did not power off within 180 s")
         state.release("vm")
         state.log.info(f"qemu: powered off cleanly in {time.monotonic() - started:.1f}s")

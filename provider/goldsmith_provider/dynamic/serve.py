@@ -36,6 +36,7 @@ SERVED = ("Check", "Diff", "Create", "Read", "Update", "Delete")
 _inflight = 0
 _inflight_lock = threading.Condition()
 _exiting = threading.Event()
+_servers: list = []  # the gRPC server, for a graceful stop
 
 
 def say(text: str) -> None:
@@ -103,8 +104,11 @@ def shut_down(reason: str, status: int) -> None:
         if running:
             say(f"{reason}: cancelling {running} running build(s); cleaning up")
         clean = cancel.wait_idle(SHUTDOWN_BOUND_S)
-        # The builds' creates answer with their errors: give those answers a moment to reach the engine.
+        # The builds' creates answer with their errors: let those answers reach the engine (a graceful stop
+        # finishes the calls in flight and refuses new ones), then go.
         _wait_no_calls(max(1.0, SHUTDOWN_BOUND_S - (time.monotonic() - started)))
+        if _servers:
+            _servers[0].stop(grace=5).wait(10)
         if running:
             say(f"cleanup {'done' if clean else 'incomplete (run `goldsmith gc`)'} in "
                 f"{time.monotonic() - started:.1f}s; exiting")
@@ -141,6 +145,7 @@ def install() -> None:
 
     def add_servicer(servicer, server):
         instrument(servicer)
+        _servers.append(server)
         return register(servicer, server)
 
     provider_pb2_grpc.add_ResourceProviderServicer_to_server = add_servicer

@@ -116,6 +116,8 @@ def run(
         text = "\n".join(tail)
         raise CommandError(shown, None, masker.mask(text) if masker else text, hint=f"timed out after {timeout:.0f}s")
     reader.join()
+    if status != 0:
+        cancel.check()  # terminated by the cancellation: say so, not "killed by signal SIGTERM"
     output = "\n".join(chunks)
     if check and status != 0:
         text = "\n".join(tail)

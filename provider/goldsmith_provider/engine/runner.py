@@ -110,6 +110,8 @@ def _run_steps(steps: Sequence[Step[S]], state: S, *, keep_on_error: bool) -> No
 def _as_step_error(registered: Sequence[Step[S]], error: BaseException) -> BaseException:
     if isinstance(error, (StepError, KeyboardInterrupt, SystemExit)):
         return error
+    if isinstance(error, cancel.BuildCancelled) and not registered:
+        return error  # cancelled before its first step: no step to name
     name = registered[-1].name if registered else "?"
     wrapped = StepError(name, error)
     wrapped.__cause__ = error

@@ -16,6 +16,7 @@ import threading
 import time
 from typing import Any, Mapping
 
+from ..engine import cancel
 from ..engine.errors import CommandError, GoldsmithError
 from ..engine.log import BuildLog
 from .base import Communicator, Disconnected, RemoteResult
@@ -128,10 +129,13 @@ class DockerCommunicator(Communicator):
         deadline = time.monotonic() + timeout if timeout else None
         pending = b""
         while True:
-            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            wait = cancel.POLL_S if deadline is None else min(cancel.POLL_S, max(0.0, deadline - time.monotonic()))
             try:
                 item = chunks.get(timeout=wait)
             except queue.Empty:
+                cancel.check()  # the exec keeps running until the cleanups remove the build container
+                if deadline is None or time.monotonic() < deadline:
+                    continue
                 # The exec keeps running in the container until the build container is removed (the
                 # runner's cleanup does that); the engine API has no way to kill one exec.
                 raise CommandError(f"command {log.masker.mask(command)!r}", None,

@@ -194,7 +194,7 @@ class ImageProvider(ResourceProvider):
 
 def _cancelled(exc: BaseException) -> bool:
     while exc is not None:
-        if isinstance(exc, cancel.Cancelled):
+        if isinstance(exc, cancel.BuildCancelled):
             return True
         exc = exc.__cause__  # type: ignore[assignment]
     return False

@@ -58,15 +58,18 @@ def run_steps(steps: Sequence[Step[S]], state: S, *, keep_on_error: bool = False
     logged with the leftover resources). A cleanup failure after a successful build raises
     :class:`CleanupError`.
     """
+    with cancel.build():  # a shutdown waits for these steps and cleanups (engine/cancel.py)
+        _run_steps(steps, state, keep_on_error=keep_on_error)
+
+
+def _run_steps(steps: Sequence[Step[S]], state: S, *, keep_on_error: bool) -> None:
     log = state.log
     registered: list[Step[S]] = []
     failing = injected_failures()
     error: BaseException | None = None
-    # A cancel (from the build's cancel scope) closes the communicator, so a running remote command returns now.
-    remove_interrupter = cancel.on_cancel(lambda: _interrupt(state))
     try:
         for step in steps:
-            cancel.raise_if_cancelled()
+            cancel.check()  # a cancelled build starts no further step
             registered.append(step)
             started = time.monotonic()
             log.info(f"==> {step.name}")
@@ -77,15 +80,14 @@ def run_steps(steps: Sequence[Step[S]], state: S, *, keep_on_error: bool = False
             finally:
                 state.timings[step.name] = round(time.monotonic() - started, 3)
     except BaseException as exc:  # KeyboardInterrupt and SystemExit must clean up too
-        reason = cancel.cancel_reason()
-        error = cancel.Cancelled(reason) if reason and not isinstance(exc, cancel.Cancelled) else exc
-        if error is not exc:
-            log.info(f"{registered[-1].name if registered else 'build'} interrupted: {exc}")
+        error = exc
         state.failed = True
-    finally:
-        remove_interrupter()
 
-    if error is not None and keep_on_error:
+    if error is not None and cancel.cancelled():
+        # The process is going away: clean up even with keep_on_error (nothing would own what is kept).
+        log.info(f"{cancel.reason()}: build cancelled during {registered[-1].name if registered else 'start-up'!r}; "
+                 "running the cleanups")
+    elif error is not None and keep_on_error:
         log.info("build failed; keep_on_error is set, leaving the builder in place: " + (", ".join(state.resources.values()) or "nothing"))
         raise _as_step_error(registered, error)
 
@@ -105,16 +107,11 @@ def run_steps(steps: Sequence[Step[S]], state: S, *, keep_on_error: bool = False
         raise CleanupError(failures, list(state.resources.values()))
 
 
-def _interrupt(state: BuildState) -> None:
-    state.log.info(f"cancel requested: {cancel.cancel_reason()}")
-    comm = getattr(state, "comm", None)
-    if comm is not None and hasattr(comm, "close"):
-        comm.close()
-
-
 def _as_step_error(registered: Sequence[Step[S]], error: BaseException) -> BaseException:
     if isinstance(error, (StepError, KeyboardInterrupt, SystemExit)):
         return error
+    if isinstance(error, cancel.BuildCancelled) and not registered:
+        return error  # cancelled before its first step: no step to name
     name = registered[-1].name if registered else "?"
     wrapped = StepError(name, error)
     wrapped.__cause__ = error

@@ -119,6 +119,12 @@ def build_steps(spec: AmiImageSpec) -> list:
     ]
 
 
+def step_names(spec: AmiImageSpec) -> list[str]:
+    """The names of the steps a build of ``spec`` runs, in order: the fault-injection points of
+    GOLDSMITH_FAIL_STEP and what the fault matrix (tests/fault_matrix.py) fails one by one."""
+    return [step.name for step in build_steps(spec)]
+
+
 def distribution_steps() -> list:
     """What an adopted AMI goes through too: copies it lacks, sharing, deprecation, final tags."""
     return [s.StepCopyImage(), s.StepShareImage(), s.StepDeprecateImage(), s.StepTagImage()]

@@ -71,6 +71,13 @@ def adopt_steps(image_id: str) -> list:
     return [s.StepConnectEngine(), s.StepAdoptImage(image_id), s.StepTag(), s.StepPush(), s.StepFinalize()]
 
 
+def step_names(spec: DockerImageSpec, *, adopt: bool = False) -> list[str]:
+    """The names of the steps a build of ``spec`` runs, in order (``adopt``: when an image with its fingerprint
+    exists): the fault-injection points of GOLDSMITH_FAIL_STEP and what the fault matrix (tests/fault_matrix.py)
+    fails one by one."""
+    return [step.name for step in (adopt_steps("") if adopt else build_steps(spec))]
+
+
 def new_state(spec: DockerImageSpec, fingerprint: str, base_dir: Path, log: BuildLog) -> s.DockerBuildState:
     return s.DockerBuildState(name=spec.name, build_id=new_build_id(), fingerprint=fingerprint, log=log, spec=spec,
                               base_dir=base_dir, cache_root=cache_root())

@@ -499,13 +499,18 @@ def push_tag(client, repository: str, tag: str, auth: dict[str, str] | None) -> 
 
 
 class StepFinalize(BaseStep[DockerBuildState]):
-    """The image, its tags and its pushed manifests are the result: stop tracking them, so no cleanup
-    removes them, and record the outputs. The last step of a build."""
+    """Record the outputs. The last step of a build: its cleanup, the first to run, stops tracking the image,
+    its tags and its pushed manifests once the build has succeeded, so no earlier cleanup removes them; after
+    a failure (even one right after this step) they stay tracked and are undone."""
 
     name = "finalize"
 
     def run(self, state: DockerBuildState) -> None:
         image = state.client.images.get(state.image_id)
         state.outputs["image"] = image.attrs
+
+    def cleanup(self, state: DockerBuildState) -> None:
+        if state.failed:
+            return
         for key in [k for k in state.resources if k == "image" or k.startswith(("tag:", "manifest:"))]:
             state.release(key)

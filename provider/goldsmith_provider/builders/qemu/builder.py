@@ -70,6 +70,12 @@ def build_steps(spec: QemuImageSpec) -> list:
     ]
 
 
+def step_names(spec: QemuImageSpec) -> list[str]:
+    """The names of the steps a build of ``spec`` runs, in order: the fault-injection points of
+    GOLDSMITH_FAIL_STEP and what the fault matrix (tests/fault_matrix.py) fails one by one."""
+    return [step.name for step in build_steps(spec)]
+
+
 def manifest_document(state: s.QemuBuildState) -> dict[str, Any]:
     spec = state.spec
     return {

@@ -253,3 +253,28 @@ def test_workload_example_reads_the_images_through_a_stack_reference():
     assert types["aws:ec2/launchTemplate:LaunchTemplate"]["inputs"]["imageId"] == "ami-0123456789abcdef0"
     assert types["docker:index/container:Container"]["inputs"]["image"] == "sha256:" + "2" * 64
     assert types["pulumi-python:dynamic/workload:LocalVmDisk"]["inputs"]["base"] == "/mock/images/web-0123.qcow2"
+
+
+def test_report_resource_writes_the_file_and_fails_on_drift_when_asked(tmp_path):
+    from goldsmith_provider.dynamic.report import ConsistencyDrift, ConsistencyReportProvider
+
+    provider = ConsistencyReportProvider()
+    props = {"template": "core", "images": images(), "required_packages": ["jq"], "base_dir": str(tmp_path),
+             "settings": {"paths": ["/etc/motd"], "fail_on_drift": True}}
+    assert provider.check({}, props).failures == []
+    assert [f.property for f in provider.check({}, {**props, "settings": {"fail_on_drfit": True}}).failures] == [
+        "consistency.fail_on_drfit"]
+    outs = provider.create(props).outs
+    written = json.loads((tmp_path / "reports" / "core-consistency.json").read_text())
+    assert written == outs["report"] and outs["drift"] is False and outs["path"].endswith("core-consistency.json")
+
+    drifting = {**props, "images": images(docker={"packages": ["bash=5.1", "jq=1.6", "libc6=2.36"]})}
+    assert provider.diff("core-consistency", outs, drifting).changes is True
+    with pytest.raises(ConsistencyDrift, match="package bash differs: docker=5.1, qemu=5.2"):
+        provider.update("core-consistency", outs, drifting)
+    assert json.loads((tmp_path / "reports" / "core-consistency.json").read_text())["drift"] is True, \
+        "the report is written even when the update fails"
+    report_only = {**drifting, "settings": {"paths": ["/etc/motd"], "fail_on_drift": False}}
+    assert provider.update("core-consistency", outs, report_only).outs["drift"] is True
+    provider.delete("core-consistency", outs)
+    assert not (tmp_path / "reports" / "core-consistency.json").exists()

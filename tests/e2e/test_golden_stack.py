@@ -78,7 +78,7 @@ def test_fan_out_report_stack_reference_cascade_destroy(pulumi_project, docker_e
     assert report["packages"]["common"] > 50 and report["packages"]["identical"] == report["packages"]["common"]
     assert sorted(p["path"] for p in report["paths"]["identical"]) == ["/etc/goldsmith", "/etc/motd", "/usr/bin/jq"]
     assert report["drift"] is False
-    assert "linux-image-amd64" in report["packages"]["only_on"]["qemu"]  # a VM has a kernel, a container none
+    assert any(n.startswith("linux-image-") for n in report["packages"]["only_on"]["qemu"])  # a VM has a kernel, a container none
     report_file = images.dir / "reports" / "core-consistency.json"
     assert json.loads(report_file.read_text())["summary"] == report["summary"]
 

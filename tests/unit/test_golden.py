@@ -14,7 +14,7 @@ import pytest
 
 import goldsmith as gs
 from goldsmith._props import to_props
-from goldsmith_provider.dynamic.base import unknown_paths, UNKNOWN
+from goldsmith_provider.dynamic.base import UNKNOWN, contains_unknown, unknown_paths
 from goldsmith_provider.engine import cancel
 from goldsmith_provider.engine.errors import StepError
 from goldsmith_provider.engine.log import BuildLog
@@ -204,9 +204,14 @@ def test_no_scope_no_cancel(tmp_path):
 
 
 def test_unknown_paths_name_what_a_preview_cannot_know():
-    props = {"name": "web", "source": {"type": "disk", "path": UNKNOWN, "checksum": UNKNOWN},
+    from pulumi.output import Unknown
+
+    # the SDK's deserializer gives providers Unknown objects (older SDKs: the marker string)
+    props = {"name": "web", "source": {"type": "disk", "path": Unknown(), "checksum": UNKNOWN},
              "provisioners": [{"type": "shell", "env": {"A": "1"}}]}
     assert unknown_paths(props) == ["source.path", "source.checksum"]
+    assert unknown_paths({"source": Unknown()}) == ["source"]
+    assert contains_unknown({"a": [1, {"b": Unknown()}]}) and not contains_unknown({"a": [1, {"b": "x"}]})
 
 
 # --- the examples under mocks ---------------------------------------------------------------------------

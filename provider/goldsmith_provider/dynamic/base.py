@@ -31,6 +31,14 @@ try:  # the engine's marker for values not known during a preview
     from pulumi.runtime.rpc import UNKNOWN
 except ImportError:  # pragma: no cover
     UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+try:  # what the SDK's deserializer hands a provider for an unknown value (the marker string in older SDKs)
+    from pulumi.output import Unknown as _UnknownValue
+except ImportError:  # pragma: no cover
+    _UnknownValue = ()  # type: ignore[assignment,misc]
+
+
+def is_unknown(value: Any) -> bool:
+    return isinstance(value, _UnknownValue) or (isinstance(value, str) and value == UNKNOWN)
 
 
 class ImageBuildError(Exception):
@@ -38,7 +46,7 @@ class ImageBuildError(Exception):
 
 
 def contains_unknown(value: Any) -> bool:
-    if value == UNKNOWN:
+    if is_unknown(value):
         return True
     if isinstance(value, dict):
         return any(contains_unknown(v) for v in value.values())
@@ -49,7 +57,7 @@ def contains_unknown(value: Any) -> bool:
 
 def unknown_paths(value: Any, path: str = "") -> list[str]:
     """The property paths whose values are not known yet (outputs of resources being changed)."""
-    if value == UNKNOWN:
+    if is_unknown(value):
         return [path or "(the whole spec)"]
     if isinstance(value, dict):
         return [p for k, v in value.items() for p in unknown_paths(v, f"{path}.{k}" if path else str(k))]
@@ -118,7 +126,7 @@ class ImageProvider(ResourceProvider):
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         name = news.get("name", olds.get("name"))
-        if news.get("fingerprint") == UNKNOWN:
+        if is_unknown(news.get("fingerprint")):
             pending = ", ".join(unknown_paths(spec_props(news))[:5])
             print(f"[{name}] rebuild: {pending} not known until its producer (a parent image being rebuilt) "
                   f"is updated", file=sys.stderr)

@@ -14,7 +14,7 @@ from typing import Any
 from pulumi.dynamic import DiffResult, UpdateResult
 
 from ..engine.errors import GoldsmithError
-from .base import UNKNOWN, ImageBuildError, ImageProvider
+from .base import ImageBuildError, ImageProvider, is_unknown
 
 # Inputs echoed into the outputs: read, update and delete get only the outputs.
 ECHOED = ("name", "base_dir", "labels", "description", "keep_on_error", "tags", "registry", "docker_host", "network_mode")
@@ -30,7 +30,7 @@ class DockerImageProvider(ImageProvider):
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         name = news.get("name", olds.get("name"))
-        if news.get("fingerprint") == UNKNOWN:
+        if is_unknown(news.get("fingerprint")):
             print(f"[{name}] rebuild: an input is not known until its producer is updated", file=sys.stderr)
             return DiffResult(changes=True, replaces=["fingerprint"], delete_before_replace=False)
         replaces = [k for k, old, new in (("fingerprint", olds.get("fingerprint"), news.get("fingerprint")),

@@ -124,19 +124,25 @@ class ImageProvider(ResourceProvider):
             inputs["rebuild_reasons"] = describe_changes(old_digests, ident.digests) or ["builder version changed"]
         return CheckResult(inputs, [])
 
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        name = news.get("name", olds.get("name"))
-        if is_unknown(news.get("fingerprint")):
-            pending = ", ".join(unknown_paths(spec_props(news))[:5])
-            print(f"[{name}] rebuild: {pending} not known until its producer (a parent image being rebuilt) "
-                  f"is updated", file=sys.stderr)
-            return DiffResult(changes=True, replaces=["fingerprint"], delete_before_replace=False)
+    def replacing(self, olds: dict[str, Any], news: dict[str, Any]) -> list[str]:
+        """The properties whose change replaces the image (a builder may widen or narrow this)."""
         replaces = [k for k in ("fingerprint", "name") if olds.get(k) != news.get(k)]
         if (olds.get("output") or {}).get("directory") != (news.get("output") or {}).get("directory"):
             replaces.append("output")
+        return replaces
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        name = news.get("name", olds.get("name"))
+        if is_unknown(news.get("fingerprint")):
+            pending = ", ".join(unknown_paths(spec_props(news))[:5]) or "an input"
+            print(f"[{name}] rebuild: {pending} not known until its producer (a parent image being rebuilt) "
+                  f"is updated", file=sys.stderr)
+            return DiffResult(changes=True, replaces=["fingerprint"], delete_before_replace=False)
+        replaces = self.replacing(olds, news)
         if replaces:
-            reasons = news.get("rebuild_reasons") or []
-            print(f"[{name}] rebuild ({', '.join(replaces)} changed): {'; '.join(reasons) or 'spec changed'}", file=sys.stderr)
+            reasons = (news.get("rebuild_reasons") or []) if "fingerprint" in replaces else []
+            reasons = reasons or [f"{k} changed" for k in replaces if k != "fingerprint"] or ["spec changed"]
+            print(f"[{name}] rebuild ({', '.join(replaces)} changed): {'; '.join(reasons)}", file=sys.stderr)
             return DiffResult(changes=True, replaces=replaces, delete_before_replace=False)
         changed = [k for k in self.metadata_fields if olds.get(k) != news.get(k)]
         return DiffResult(changes=bool(changed), replaces=[])

@@ -39,7 +39,7 @@ class PulumiProject:
         text = proc.stdout + proc.stderr
         sys.stderr.write(f"\n$ pulumi {' '.join(args)}  ({took:.1f}s, exit {proc.returncode})\n{text[-6000:]}\n")
         if check and proc.returncode != 0:
-            raise AssertionError(f"pulumi {' '.join(args)} failed with {proc.returncode}:\n{text[-8000:]}")
+            raise AssertionError(f"pulumi {' '.join(args)} failed with {proc.returncode}:\n{diagnostics(text)}{text[-8000:]}")
         proc.text = text  # type: ignore[attr-defined]
         proc.seconds = took  # type: ignore[attr-defined]
         return proc
@@ -99,6 +99,15 @@ class Running:
         status = self.proc.wait(timeout)
         sys.stderr.write(f"\n$ pulumi {' '.join(self.args)}  (exit {status})\n{self.text[-6000:]}\n")
         return status
+
+
+def diagnostics(text: str) -> str:
+    """The CLI's Diagnostics section (the errors), which big outputs push out of the tail of its output."""
+    start = text.find("Diagnostics:")
+    if start < 0:
+        return ""
+    end = min([i for i in (text.find("Outputs:", start), text.find("Resources:", start)) if i > 0] or [start + 8000])
+    return text[start:end][:8000] + "\n...\n"
 
 
 def make_project(src: Path, dest: Path, name: str) -> Path:

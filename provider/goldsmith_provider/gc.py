@@ -36,13 +36,16 @@ def _pid_alive(pid: int) -> bool:
         return False
     try:
         os.kill(pid, 0)
-        return True
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
     except (OverflowError, ValueError):
         return False
+    try:  # a zombie has exited: only its parent has not collected its status yet
+        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
 
 
 def _processes() -> list[tuple[int, list[str]]]:
@@ -99,6 +102,47 @@ def _live_builds(root: Path, older_than: float | None) -> tuple[set[str], list[t
     return live, dead
 
 
+def _vm_dir(argv: list[str]) -> Path | None:
+    """The directory of a builder VM's pid file (its work dir, or a boot check's dir inside one or in /tmp)."""
+    for i, arg in enumerate(argv[:-1]):
+        if arg == "-pidfile":
+            return Path(argv[i + 1]).parent
+    return None
+
+
+def _vm_orphaned(pid: int, argv: list[str], build_id: str, live: set[str], older_than: float | None) -> str | None:
+    """Why the builder VM ``pid`` is an orphan, or None. Decided by the marker of the work dir it runs in
+    (whichever cache that is in): a dead owner, or older than ``older_than``. A VM whose directory is gone is an
+    orphan; one in a directory without a marker (a boot check in a temp dir) only by ``older_than``."""
+    if build_id in live:
+        return None
+    where = _vm_dir(argv)
+    if where is None or not where.exists():
+        return "its directory is gone"
+    for d in (where, where.parent):
+        marker = d / "goldsmith-build.json"
+        if marker.exists():
+            try:
+                doc = json.loads(marker.read_text())
+            except (OSError, ValueError):
+                doc = {}
+            if not _pid_alive(int(doc.get("pid", 0) or 0)):
+                return f"owner pid {doc.get('pid', '?')} is gone"
+            if older_than is not None and time.time() - float(doc.get("started", 0)) > older_than:
+                return f"older than {older_than:.0f}s"
+            return None
+    age = _process_age(pid)
+    return f"older than {older_than:.0f}s" if older_than is not None and age is not None and age > older_than else None
+
+
+def _process_age(pid: int) -> float | None:
+    try:
+        started = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
+        return float(Path("/proc/uptime").read_text().split()[0]) - started
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def qemu_orphans(root: Path, older_than: float | None) -> list[Orphan]:
     live, dead = _live_builds(root, older_than)
     orphans: list[Orphan] = []
@@ -106,10 +150,10 @@ def qemu_orphans(root: Path, older_than: float | None) -> list[Orphan]:
         tag = _build_tag(argv)
         if tag is None:
             continue
-        build_id = tag.split("-boottest")[0]
-        if build_id in live:
+        why = _vm_orphaned(pid, argv, tag.split("-boottest")[0], live, older_than)
+        if why is None:
             continue
-        orphans.append(Orphan("qemu-process", str(pid), f"{PROCESS_TAG}{tag}", lambda pid=pid: _kill(pid)))
+        orphans.append(Orphan("qemu-process", str(pid), f"{PROCESS_TAG}{tag} ({why})", lambda pid=pid: _kill(pid)))
     for build_id, path, doc in dead:
         orphans.append(Orphan("workdir", build_id, f"{path} ({doc.get('name', '?')})",
                               lambda path=path: shutil.rmtree(path, ignore_errors=True)))

@@ -122,3 +122,22 @@ def test_the_provider_entry_serves_the_pulumi_dynamic_module():
     assert "provider_pb2_grpc.add_ResourceProviderServicer_to_server(" in source
     assert "def Cancel(self, request, context):" in source
     assert hasattr(grpc_module, "add_ResourceProviderServicer_to_server")
+
+
+def test_a_dead_console_does_not_stop_the_cleanups(tmp_path):
+    """The provider's stderr is a pipe to the engine: a killed engine must not abort the cleanups (logging to
+    it raises BrokenPipeError), the log file still gets every line."""
+    import os
+
+    read, write = os.pipe()
+    os.close(read)
+    console = os.fdopen(write, "w")
+    log = BuildLog("t", tmp_path / "build.log", console=console)
+    journal = []
+    steps = [Recording("a", journal), Recording("b", journal, lambda: cancel.cancel("the engine (pid 1) is gone")),
+             Recording("c", journal)]
+    with pytest.raises(StepError):
+        run_steps(steps, BuildState(name="t", build_id="b", fingerprint="f", log=log))
+    assert journal == ["run a", "run b", "cleanup b", "cleanup a"]
+    log.close()
+    assert "build cancelled during 'b'" in (tmp_path / "build.log").read_text()

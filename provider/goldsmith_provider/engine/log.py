@@ -71,13 +71,19 @@ class BuildLog:
     def _emit(self, text: str, *, console: bool) -> None:
         stamp = time.strftime("%H:%M:%S")
         with self._lock:
-            for line in self.masker.mask(text).splitlines() or [""]:
-                if self._file is not None:
+            lines = self.masker.mask(text).splitlines() or [""]
+            if self._file is not None:
+                for line in lines:
                     self._file.write(f"{stamp} {line}\n")
-                if console:
-                    self._console.write(f"[{self.name}] {line}\n")
-            if console:
-                self._console.flush()
+            if console and self._console is not None:
+                try:
+                    for line in lines:
+                        self._console.write(f"[{self.name}] {line}\n")
+                    self._console.flush()
+                except (OSError, ValueError):
+                    # The console is gone (the engine that read the provider's stderr was killed): the
+                    # build, and above all its cleanups, must go on; the log file still gets every line.
+                    self._console = None
 
     def info(self, text: str) -> None:
         """A progress line: console and file."""

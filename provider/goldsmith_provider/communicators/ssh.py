@@ -344,7 +344,10 @@ class _ChannelWriter:
     def flush(self) -> None:
         if self.buf:
             try:
-                self.chan.sendall(bytes(self.buf))
+                # a memoryview: paramiko's sendall re-slices what is left after every 32 KiB packet,
+                # which copies the rest of a bytes object each time (quadratic in the chunk size)
+                with memoryview(self.buf) as view:
+                    self.chan.sendall(view)
             except socket.timeout as exc:
                 raise _SendStalled(str(exc)) from exc
             except (EOFError, OSError) as exc:

@@ -8,12 +8,14 @@ and `pulumi up` adopts them, so all of them are in the state. Then, alternating,
 
   empty        `pulumi preview` of the stack with 0 images
   20, warm     `pulumi preview --expect-no-changes` of the full stack (digests on disk from an earlier run)
-  20, cold     the same after removing the on-disk digest cache: what every preview cost before that cache
+  20, cold     the same after removing the on-disk digest cache (the first preview after a source changed)
+  20, REV      with --before REV: the full stack previewed by goldsmith's code at git revision REV
+               (provider and SDK exported to a temp dir, put first on PYTHONPATH): the "before" numbers
 
 It prints the medians, the ratios to the empty stack and the per-image check/diff cost. It asserts
 nothing about time: it prints.
 
-    python bench/noop_preview.py [--images 20] [--runs 3] [--quick]
+    python bench/noop_preview.py [--images 20] [--runs 3] [--before REV] [--quick]
 """
 
 from __future__ import annotations
@@ -106,6 +108,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=20)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--before", metavar="REV", help="also preview with goldsmith's code at this git revision")
     parser.add_argument("--quick", action="store_true", help="5 images, one run")
     args = parser.parse_args()
     if args.quick:
@@ -135,9 +138,19 @@ def main() -> int:
         (work / "state").mkdir()
         os.environ["GOLDSMITH_CACHE"] = str(cache)
 
-        def pulumi(*argv: str, stack: str) -> float:
+        old_env = None
+        if args.before:
+            old = work / "old-code"
+            old.mkdir()
+            archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.before, "provider", "sdk"],
+                                     capture_output=True, check=True).stdout
+            subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+            old_env = {**env, "PYTHONPATH": f"{old / 'provider'}{os.pathsep}{old / 'sdk'}"}
+
+        def pulumi(*argv: str, stack: str, code_env: dict | None = None) -> float:
             started = time.monotonic()
-            proc = subprocess.run([pulumi_bin(), *argv, "--stack", stack, "--non-interactive"], cwd=project, env=env,
+            proc = subprocess.run([pulumi_bin(), *argv, "--stack", stack, "--non-interactive"], cwd=project,
+                                  env=code_env or env,
                                   capture_output=True, text=True)
             took = time.monotonic() - started
             if proc.returncode != 0:
@@ -157,14 +170,17 @@ def main() -> int:
               f"source disk {(project / 'base.qcow2').stat().st_size / 2**20:.0f} MiB", flush=True)
         pulumi("up", "--yes", "--skip-preview", stack="empty")
 
-        times: dict[str, list[float]] = {"empty": [], "warm": [], "cold": []}
+        times: dict[str, list[float]] = {"empty": [], "warm": [], "cold": [], "before": []}
         for i in range(args.runs):
             times["empty"].append(pulumi("preview", stack="empty"))
             times["warm"].append(pulumi("preview", "--expect-no-changes", stack="full"))
             shutil.rmtree(cache / "digests", ignore_errors=True)
             times["cold"].append(pulumi("preview", "--expect-no-changes", stack="full"))
+            if old_env:
+                times["before"].append(pulumi("preview", "--expect-no-changes", stack="full", code_env=old_env))
             print(f"run {i + 1}: empty {times['empty'][-1]:.2f}s, {args.images} images warm {times['warm'][-1]:.2f}s, "
-                  f"cold {times['cold'][-1]:.2f}s", flush=True)
+                  f"cold {times['cold'][-1]:.2f}s" + (f", at {args.before} {times['before'][-1]:.2f}s" if old_env else ""),
+                  flush=True)
 
         empty, warm, cold = (statistics.median(times[k]) for k in ("empty", "warm", "cold"))
         print()
@@ -173,8 +189,13 @@ def main() -> int:
         print(f"{'empty (0 images)':34}{empty:>8.2f}s{1:>10.2f}{'':>11}")
         print(f"{f'{args.images} images, digests cached':34}{warm:>8.2f}s{warm / empty:>10.2f}"
               f"{(warm - empty) / args.images * 1000:>9.0f}ms")
-        print(f"{f'{args.images} images, cold (= before)':34}{cold:>8.2f}s{cold / empty:>10.2f}"
+        print(f"{f'{args.images} images, digests removed':34}{cold:>8.2f}s{cold / empty:>10.2f}"
               f"{(cold - empty) / args.images * 1000:>9.0f}ms")
+        if old_env:
+            before = statistics.median(times["before"])
+            print(f"{f'{args.images} images, code at {args.before}':34}{before:>8.2f}s{before / empty:>10.2f}"
+                  f"{(before - empty) / args.images * 1000:>9.0f}ms")
+            print(f"before / after (warm): {before / warm:.2f}")
         print(f"cold / warm: {cold / warm:.2f}")
         for stack in ("full", "empty"):
             pulumi("destroy", "--yes", "--skip-preview", stack=stack)

@@ -7,6 +7,7 @@ anything: the bench writes each image's artifact (a small qcow2) and manifest un
 and `pulumi up` adopts them, so all of them are in the state. Then, alternating, --runs times:
 
   empty        `pulumi preview` of the stack with 0 images
+  noop         20 dynamic resources whose provider does nothing: Pulumi's own per-resource cost
   20, warm     `pulumi preview --expect-no-changes` of the full stack (digests on disk from an earlier run)
   20, cold     the same after removing the on-disk digest cache (the first preview after a source changed)
   20, REV      with --before REV: the full stack previewed by goldsmith's code at git revision REV
@@ -52,12 +53,23 @@ def image_args(i: int) -> gs.QemuImageArgs:
 '''
 
 PROGRAM = '''import pulumi
+import pulumi.dynamic
 
 import goldsmith as gs
 from template import image_args
 
-count = pulumi.Config().get_int("images") or 0
+
+class Noop(pulumi.dynamic.ResourceProvider):
+    """The calibration: a dynamic resource whose check/diff do nothing (Pulumi's own per-resource cost)."""
+
+    def create(self, props):
+        return pulumi.dynamic.CreateResult("noop", props)
+
+
+config = pulumi.Config()
+count = config.get_int("images") or 0
 images = [gs.QemuImage(f"img{i:02d}", image_args(i)) for i in range(count)]
+noops = [pulumi.dynamic.Resource(Noop(), f"noop{i:02d}", {"index": i}) for i in range(config.get_int("noops") or 0)]
 pulumi.export("fingerprints", [image.fingerprint for image in images])
 '''
 
@@ -157,9 +169,10 @@ def main() -> int:
                 raise SystemExit(f"pulumi {' '.join(argv)} --stack {stack} failed:\n{(proc.stdout + proc.stderr)[-4000:]}")
             return took
 
-        for stack, count in (("empty", 0), ("full", args.images)):
+        for stack, count, noops in (("empty", 0, 0), ("full", args.images, 0), ("noop", 0, args.images)):
             pulumi("stack", "init", stack=stack)
             pulumi("config", "set", "images", str(count), stack=stack)
+            pulumi("config", "set", "noops", str(noops), stack=stack)
         seed_adoptable_images(project, args.images)
         up = pulumi("up", "--yes", "--skip-preview", stack="full")
         state = json.loads(subprocess.run([pulumi_bin(), "stack", "export", "--stack", "full"], cwd=project, env=env,
@@ -169,24 +182,28 @@ def main() -> int:
         print(f"up: {len(images)} images in the state ({adopted} adopted, none built) in {up:.1f}s; "
               f"source disk {(project / 'base.qcow2').stat().st_size / 2**20:.0f} MiB", flush=True)
         pulumi("up", "--yes", "--skip-preview", stack="empty")
+        pulumi("up", "--yes", "--skip-preview", stack="noop")
 
-        times: dict[str, list[float]] = {"empty": [], "warm": [], "cold": [], "before": []}
+        times: dict[str, list[float]] = {"empty": [], "noop": [], "warm": [], "cold": [], "before": []}
         for i in range(args.runs):
             times["empty"].append(pulumi("preview", stack="empty"))
+            times["noop"].append(pulumi("preview", "--expect-no-changes", stack="noop"))
             times["warm"].append(pulumi("preview", "--expect-no-changes", stack="full"))
             shutil.rmtree(cache / "digests", ignore_errors=True)
             times["cold"].append(pulumi("preview", "--expect-no-changes", stack="full"))
             if old_env:
                 times["before"].append(pulumi("preview", "--expect-no-changes", stack="full", code_env=old_env))
-            print(f"run {i + 1}: empty {times['empty'][-1]:.2f}s, {args.images} images warm {times['warm'][-1]:.2f}s, "
+            print(f"run {i + 1}: empty {times['empty'][-1]:.2f}s, noop {times['noop'][-1]:.2f}s, {args.images} images warm {times['warm'][-1]:.2f}s, "
                   f"cold {times['cold'][-1]:.2f}s" + (f", at {args.before} {times['before'][-1]:.2f}s" if old_env else ""),
                   flush=True)
 
-        empty, warm, cold = (statistics.median(times[k]) for k in ("empty", "warm", "cold"))
+        empty, noop, warm, cold = (statistics.median(times[k]) for k in ("empty", "noop", "warm", "cold"))
         print()
         print(f"pulumi preview, file backend, {args.images} adopted QemuImages vs an empty stack, runs {args.runs}")
         print(f"{'stack':34}{'median':>9}{'vs empty':>10}{'per image':>11}")
         print(f"{'empty (0 images)':34}{empty:>8.2f}s{1:>10.2f}{'':>11}")
+        print(f"{f'{args.images} no-op dynamic resources':34}{noop:>8.2f}s{noop / empty:>10.2f}"
+              f"{(noop - empty) / args.images * 1000:>9.0f}ms")
         print(f"{f'{args.images} images, digests cached':34}{warm:>8.2f}s{warm / empty:>10.2f}"
               f"{(warm - empty) / args.images * 1000:>9.0f}ms")
         print(f"{f'{args.images} images, digests removed':34}{cold:>8.2f}s{cold / empty:>10.2f}"
@@ -197,7 +214,9 @@ def main() -> int:
                   f"{(before - empty) / args.images * 1000:>9.0f}ms")
             print(f"before / after (warm): {before / warm:.2f}")
         print(f"cold / warm: {cold / warm:.2f}")
-        for stack in ("full", "empty"):
+        print(f"goldsmith's own share of a no-op image preview: {(warm - noop) / args.images * 1000:.0f} ms per image "
+              f"(images minus no-op resources)")
+        for stack in ("full", "empty", "noop"):
             pulumi("destroy", "--yes", "--skip-preview", stack=stack)
         return 0
     finally:

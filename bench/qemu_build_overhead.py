@@ -120,7 +120,7 @@ def by_hand(root: Path, base: Path, accel_args: list[str], run: str) -> dict:
         t["provision"] = time.monotonic() - started
 
         started = time.monotonic()
-        subprocess.run([*ssh, "(sleep 1; systemctl poweroff) >/dev/null 2>&1 &"], check=True)
+        subprocess.run([*ssh, "(sleep 1; systemctl poweroff) </dev/null >/dev/null 2>&1 &"], check=True)
         proc.wait(300)
         t["power_off"] = time.monotonic() - started
 

@@ -66,10 +66,14 @@ class Noop(pulumi.dynamic.ResourceProvider):
         return pulumi.dynamic.CreateResult("noop", props)
 
 
+class NoopResource(pulumi.dynamic.Resource, module="bench", name="Noop"):
+    pass
+
+
 config = pulumi.Config()
 count = config.get_int("images") or 0
 images = [gs.QemuImage(f"img{i:02d}", image_args(i)) for i in range(count)]
-noops = [pulumi.dynamic.Resource(Noop(), f"noop{i:02d}", {"index": i}) for i in range(config.get_int("noops") or 0)]
+noops = [NoopResource(Noop(), f"noop{i:02d}", {"index": i}) for i in range(config.get_int("noops") or 0)]
 pulumi.export("fingerprints", [image.fingerprint for image in images])
 '''
 

@@ -65,8 +65,19 @@ fi
 
 # --- pulumi CLI ----------------------------------------------------------------------------------
 bindir=$(bash scripts/install-pulumi.sh | tail -n 1)
-for tool in pulumi pulumi-language-python pulumi-language-python-exec pulumi-resource-pulumi-python; do
+for tool in pulumi-language-python pulumi-language-python-exec; do
   if [ -e "$bindir/$tool" ]; then ln -sf "$bindir/$tool" ".venv/bin/$tool"; fi
 done
+# The CLI takes its bundled plugins from next to its own executable (symlinks resolved): a hard link of it in
+# .venv/bin makes that .venv/bin, where goldsmith's dynamic-provider wrapper is (tools/goldsmith-provider-wrapper.sh:
+# the provider that cleans up on Cancel, SIGINT and SIGTERM). Where no hard link can be made, a symlink; the CLI
+# then still prefers the wrapper on PATH, with a warning.
+real_pulumi=$(readlink -f "$bindir/pulumi")
+rm -f .venv/bin/pulumi
+ln -f "$real_pulumi" .venv/bin/pulumi 2>/dev/null || ln -s "$real_pulumi" .venv/bin/pulumi
+upstream=$(readlink -f "$bindir/libexec/pulumi-resource-pulumi-python" 2>/dev/null || echo "$bindir/pulumi-resource-pulumi-python")
+rm -f .venv/bin/pulumi-resource-pulumi-python
+sed "s|@UPSTREAM@|'$upstream'|" tools/goldsmith-provider-wrapper.sh > .venv/bin/pulumi-resource-pulumi-python
+chmod 0755 .venv/bin/pulumi-resource-pulumi-python
 .venv/bin/pulumi version >/dev/null
 say "ready: $(.venv/bin/pulumi version), $(.venv/bin/python --version), qemu $(qemu-system-x86_64 --version | head -n1 | awk '{print $4}')"

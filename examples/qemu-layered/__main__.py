@@ -19,7 +19,7 @@ core = gs.QemuImage("core", gs.QemuImageArgs(
 
 web = gs.QemuImage("web", gs.QemuImageArgs(
     name="web",
-    source=gs.DiskSource(path=core.path, format="qcow2"),
+    source=gs.DiskSource(path=core.path, checksum=core.sha256, format="qcow2"),  # the checksum: no re-hashing at preview
     provisioners=[
         gs.Packages(install=["nginx-light"]),
         gs.Shell(inline=["systemctl enable nginx"]),

@@ -58,8 +58,11 @@ from goldsmith_provider.provisioners import (
     UpdatesProvisioner,
 )
 
+from goldsmith_provider.golden.template import AmiTarget, Consistency, DockerTarget, QemuTarget
+
 from .aws import AmiImage
 from .docker import DockerImage
+from .golden import BuildProcess, ConsistencyReport, GoldenImage, GoldenImageArgs
 from .qemu import QemuImage
 
 QemuImageArgs = QemuImageSpec
@@ -74,6 +77,8 @@ Updates = UpdatesProvisioner
 Packages = PackagesProvisioner
 
 __all__ = [
+    "GoldenImage", "GoldenImageArgs", "QemuTarget", "DockerTarget", "AmiTarget", "Consistency", "BuildProcess",
+    "ConsistencyReport",
     "QemuImage", "QemuImageArgs", "QemuImageSpec",
     "DebootstrapSource", "DiskSource", "UrlSource",
     "MachineSettings", "OutputSettings", "SshSettings", "BootTest", "Retention",

@@ -14,7 +14,7 @@ from goldsmith_provider.dynamic.aws import AwsImageProvider
 from ._props import resource_props
 
 OUTPUTS = ("image_id", "ami_id", "ami_ids", "ami_name", "region", "snapshot_ids", "source_ami_id", "source_ami",
-           "resolved", "fingerprint", "input_digests", "rebuild_reasons", "packages", "package_count", "provenance",
+           "resolved", "fingerprint", "input_digests", "rebuild_reasons", "packages", "package_count", "path_digests", "provenance",
            "timings", "adopted", "aws", "build_log")
 
 
@@ -53,6 +53,7 @@ class AmiImage(pulumi.dynamic.Resource, module="goldsmith", name="AmiImage"):
     rebuild_reasons: pulumi.Output[list]
     packages: pulumi.Output[list]
     package_count: pulumi.Output[int]
+    path_digests: pulumi.Output[dict]
     provenance: pulumi.Output[dict]
     timings: pulumi.Output[dict]
     adopted: pulumi.Output[bool]

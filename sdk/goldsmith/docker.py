@@ -12,7 +12,7 @@ from goldsmith_provider.dynamic.docker import DockerImageProvider
 from ._props import resource_props
 
 OUTPUTS = ("image_id", "image_ref", "refs", "repo_digests", "pushed_tags", "size", "fingerprint", "input_digests", "rebuild_reasons",
-           "packages", "package_count", "source_image", "provenance", "timings", "adopted", "build_log", "engine")
+           "packages", "package_count", "path_digests", "source_image", "provenance", "timings", "adopted", "build_log", "engine")
 
 
 class DockerImage(pulumi.dynamic.Resource, module="goldsmith", name="DockerImage"):
@@ -34,6 +34,7 @@ class DockerImage(pulumi.dynamic.Resource, module="goldsmith", name="DockerImage
     rebuild_reasons: pulumi.Output[list]
     packages: pulumi.Output[list]
     package_count: pulumi.Output[int]
+    path_digests: pulumi.Output[dict]
     source_image: pulumi.Output[dict]
     provenance: pulumi.Output[dict]
     timings: pulumi.Output[dict]

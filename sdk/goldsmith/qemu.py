@@ -12,7 +12,7 @@ from goldsmith_provider.dynamic.qemu import QemuImageProvider
 from ._props import resource_props
 
 OUTPUTS = ("image_id", "fingerprint", "input_digests", "rebuild_reasons", "path", "sha256", "artifacts",
-           "manifest_path", "packages", "package_count", "source_image", "accelerator", "provenance", "timings",
+           "manifest_path", "packages", "package_count", "path_digests", "source_image", "accelerator", "provenance", "timings",
            "adopted", "build_log")
 
 
@@ -29,6 +29,7 @@ class QemuImage(pulumi.dynamic.Resource, module="goldsmith", name="QemuImage"):
     manifest_path: pulumi.Output[str]
     packages: pulumi.Output[list]
     package_count: pulumi.Output[int]
+    path_digests: pulumi.Output[dict]
     source_image: pulumi.Output[dict]
     accelerator: pulumi.Output[str]
     provenance: pulumi.Output[dict]

@@ -44,11 +44,61 @@ class PulumiProject:
         proc.seconds = took  # type: ignore[attr-defined]
         return proc
 
+    def start(self, *args: str) -> "Running":
+        """Start ``pulumi <args>`` in its own session (a signal to it reaches no test process) and return at once."""
+        out = self.dir.parent / f"pulumi-{len(self.log)}-{args[0]}.out"
+        self.log.append((args, None))
+        with open(out, "wb") as sink:
+            proc = subprocess.Popen([pulumi_bin(), *args, "--non-interactive"], cwd=self.dir, env=self.env,
+                                    stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+        return Running(proc, out, args)
+
     def outputs(self) -> dict:
         return json.loads(self.run("stack", "output", "--json", "--show-secrets").stdout)
 
     def export(self) -> dict:
         return json.loads(self.run("stack", "export", "--show-secrets").stdout)
+
+
+@dataclass
+class Running:
+    """A `pulumi` command running in the background (PulumiProject.start)."""
+
+    proc: subprocess.Popen
+    out: Path
+    args: tuple
+
+    @property
+    def text(self) -> str:
+        return self.out.read_text(errors="replace")
+
+    def wait_for(self, needle: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while needle not in self.text:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"pulumi {' '.join(self.args)} exited ({self.proc.returncode}) before "
+                                     f"{needle!r}:\n{self.text[-6000:]}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {needle!r} within {timeout:.0f}s:\n{self.text[-6000:]}")
+            time.sleep(0.2)
+
+    def plugin_pid(self, marker: str = "goldsmith_provider.dynamic.serve") -> int:
+        """The pid of the dynamic-provider plugin this command started (a child of the CLI)."""
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                if ppid == self.proc.pid and marker in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    return int(entry.name)
+            except (OSError, IndexError, ValueError):
+                continue
+        raise AssertionError(f"no provider plugin under pulumi pid {self.proc.pid}")
+
+    def finish(self, timeout: float) -> int:
+        status = self.proc.wait(timeout)
+        sys.stderr.write(f"\n$ pulumi {' '.join(self.args)}  (exit {status})\n{self.text[-6000:]}\n")
+        return status
 
 
 def make_project(src: Path, dest: Path, name: str) -> Path:

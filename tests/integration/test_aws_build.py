@@ -18,6 +18,7 @@ import pytest
 from goldsmith_provider.builders.aws import builder
 from goldsmith_provider.dynamic.aws import AwsImageProvider
 from goldsmith_provider.engine.errors import StepError
+import fault_matrix
 from peers.moto_server import BASE_AMI, COPY_REGION, REGION, TEST_BASES
 from peers.ssh_bastion import SshBastion
 
@@ -262,12 +263,11 @@ def test_source_resolution_at_check_time(moto_server, project):
 
 # --- the leak matrix ------------------------------------------------------------------------------------
 
-# Every step of the build (tests/unit/test_aws.py pins this list to builder.build_steps).
-LEAK_STEPS = ["check-source", "check-ami-name", "key-pair", "security-group", "run-instance", "wait-for-ssh",
-              "provision[0] file", "provision[1] shell", "collect-manifest", "generalize", "stop-instance",
-              "create-image", "copy-image", "share-image", "deprecate-image", "tag-image"]
+# Every step of the build, from the builder's own step list (tests/fault_matrix.py).
+LEAK_STEPS = fault_matrix.aws_cases()
 
 
+@pytest.mark.fault_matrix("aws")
 @pytest.mark.parametrize("step", LEAK_STEPS)
 def test_a_failure_at_any_step_leaves_nothing(moto_server, guest, project, tee_log, monkeypatch, step):
     moto = moto_server

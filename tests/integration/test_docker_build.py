@@ -5,6 +5,7 @@ pull back by digest, adopt, delete; failures that must leave nothing; the commun
 import hashlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from goldsmith_provider.builders.docker import engine as labels
 from goldsmith_provider.communicators.docker import DockerCommunicator
 from goldsmith_provider.engine.errors import CommandError, StepError
 from goldsmith_provider.engine.log import Masker
+import fault_matrix
 from peers.http_server import LocalHttpServer
 
 from .conftest import TeeLog
@@ -424,3 +426,65 @@ def test_provider_updates_tags_and_pushing_in_place(tmp_path, docker_engine, doc
 
 def e_images(client, image_id: str) -> list:
     return [i for i in client.images.list(all=True) if i.id == image_id]
+
+
+# --- the fault matrix: a failure at any step of a build or an adoption leaves nothing -------------------------
+
+DOCKER_CASES = fault_matrix.docker_cases()
+
+
+def docker_leftovers(client, registry, spec, build_id: str, images_before: set[str]) -> list[str]:
+    """What build ``build_id`` left: its container, images it made (tagged or dangling), its tags, its pushes."""
+    left = []
+    if build_id:  # an adoption logs no build id: it creates no container (build_containers covers it)
+        left += [f"container {c.name}" for c in client.containers.list(
+            all=True, filters={"label": f"{labels.BUILD_ID}={build_id}"})]
+    left += [f"image {i.id[:19]} {i.tags}" for i in client.images.list(all=True) if i.id not in images_before]
+    left += [f"tag {ref}" for ref in spec.refs if client.images.list(name=ref)]
+    _, repo = spec.repository_name.split("/", 1)
+    left += [f"pushed {repo}:{tag}" for tag in registry.tags(repo)]
+    return left
+
+
+@pytest.fixture(scope="module")
+def adoptable(docker_engine, debian_rootfs, tmp_path_factory):
+    """A local image for the adoption cases to adopt (same fingerprint, no registry): theirs to tag and push."""
+    client = docker_engine.client()
+    root = tmp_path_factory.mktemp("adoptable")
+    props = fault_matrix.docker_props("fm-adoptable", debian_rootfs, "127.0.0.1:1", marker="fault-matrix-adopt")
+    props.update(registry=None, repository="goldsmith-fm/adoptable", tags=["base"])
+    spec, ident = prepare(props, root)
+    log = TeeLog("adoptable")
+    outputs = builder.build(spec, ident, base_dir=root, log=log)
+    yield outputs["image_id"]
+    builder.delete(outputs, log=log)
+    assert client.images.list(filters={"label": f"{labels.FINGERPRINT}={ident.fingerprint}"}) == []
+
+
+@pytest.mark.fault_matrix("docker")
+@pytest.mark.parametrize("path,step", DOCKER_CASES, ids=[f"{p}-{fault_matrix.case_id(s)}" for p, s in DOCKER_CASES])
+def test_a_failure_at_any_docker_step_leaves_nothing(tmp_path, docker_engine, docker_registry, debian_rootfs,
+                                                     monkeypatch, request, path, step):
+    client = docker_engine.client()
+    root = tmp_path / "project"
+    root.mkdir()
+    imported_base(client, debian_rootfs)  # the base is a cache, kept: import it before taking the inventory
+    adopted = request.getfixturevalue("adoptable") if path == "adopt" else None
+    name = f"fm-{path}-{fault_matrix.case_id(step)}"
+    props = fault_matrix.docker_props(name, debian_rootfs, docker_registry.address, docker_registry.username,
+                                      docker_registry.password, marker="fault-matrix-adopt" if adopted else name)
+    spec, ident = prepare(props, root)
+    images_before = {i.id for i in client.images.list(all=True)}
+    monkeypatch.setenv("GOLDSMITH_FAIL_STEP", step)
+    with masked_log(tmp_path, docker_registry, name) as log:
+        with pytest.raises(StepError) as info:
+            builder.build(spec, ident, base_dir=root, log=log)
+        text = log.text
+    assert info.value.step == step
+    assert f"step {step!r} failed: injected failure after step {step!r}" in str(info.value)
+    assert ("adopting the existing image" in text) == (path == "adopt")
+    build_id = re.findall(r"build (\d{14}-[0-9a-f]{8})", text) or [""]
+    assert docker_leftovers(client, docker_registry, spec, build_id[0], images_before) == []
+    assert build_containers(client) == []
+    if adopted:
+        assert client.images.get(adopted).id == adopted, "the adopted image is not the build's to remove"

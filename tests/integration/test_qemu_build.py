@@ -3,6 +3,7 @@ that must leave nothing behind. Real peers only: QEMU (TCG or KVM), the guest's 
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,10 @@ from goldsmith_provider.builders.qemu import builder
 from goldsmith_provider.builders.qemu.boot import booted
 from goldsmith_provider.engine.errors import StepError
 from goldsmith_provider.engine.paths import cache_root
+import fault_matrix
 from peers.http_server import LocalHttpServer
+
+from .conftest import qemu_processes
 
 
 pytestmark = pytest.mark.integration
@@ -127,3 +131,48 @@ def test_failing_provisioner_leaves_nothing_and_shows_the_output(tmp_path, tee_l
     assert not out.exists() or list(out.iterdir()) == []
     mine = [m for m in (cache_root() / "work").glob("*/goldsmith-build.json") if json.loads(m.read_text())["name"] == "it-broken"]
     assert mine == [], "the work dir (overlay, seed, keys) must be removed"
+
+
+# --- the fault matrix: a failure at any step leaves nothing ----------------------------------------------------
+# One case per step of the builder's own step list (tests/fault_matrix.py), each its own build; the cases up to
+# create-seed boot nothing, the others boot one TCG guest each (boot-test: two).
+
+QEMU_STEPS = fault_matrix.qemu_cases()
+
+
+def build_id_of(log_text: str) -> str:
+    found = re.findall(r"build (\d{14}-[0-9a-f]{8}): fingerprint", log_text)
+    assert found, "the build logged its id"
+    return found[-1]
+
+
+def qemu_leftovers(build_id: str, out: Path) -> list[str]:
+    """Everything of build ``build_id`` that still exists: its VMs (by process name), its work dir (overlay,
+    seed, keys, boot-test overlay) and any file in the output directory (partial or complete artifacts)."""
+    left = sorted(qemu_processes(f"goldsmith-build-{build_id}"))
+    work = cache_root() / "work" / build_id
+    if work.exists():
+        left.append(f"work dir {work}: {sorted(p.name for p in work.rglob('*'))}")
+    if out.exists():
+        left += [f"output {p.name}" for p in out.iterdir()]
+    return left
+
+
+@pytest.mark.fault_matrix("qemu")
+@pytest.mark.parametrize("step", QEMU_STEPS, ids=[fault_matrix.case_id(s) for s in QEMU_STEPS])
+def test_a_failure_at_any_qemu_step_leaves_nothing(tmp_path, tee_log, qemu_baseline, monkeypatch, step):
+    root = tmp_path / "project"
+    root.mkdir()
+    out = tmp_path / "out"
+    props = fault_matrix.qemu_props(f"fm-{fault_matrix.case_id(step)}", out,
+                                    boot_test=fault_matrix.qemu_needs_boot_test(step))
+    spec, ident = prepare(props, root)
+    monkeypatch.setenv("GOLDSMITH_FAIL_STEP", step)
+    with pytest.raises(StepError) as info:
+        builder.build(spec, ident, base_dir=root, log=tee_log)
+    assert info.value.step == step
+    assert f"step {step!r} failed: injected failure after step {step!r}" in str(info.value)
+    assert f"==> {step}" in tee_log.text
+    build_id = build_id_of(tee_log.text)
+    assert qemu_leftovers(build_id, out) == []
+    assert qemu_baseline() == []

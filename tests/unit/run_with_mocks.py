@@ -1,6 +1,6 @@
 """Run a Pulumi program under pulumi.runtime.set_mocks and print the resources it registered (JSON).
 
-Usage: python run_with_mocks.py PROGRAM_DIR. Provider plugins (pulumi-aws, pulumi-docker...) cannot
+Usage: python run_with_mocks.py PROGRAM_DIR [CONFIG_JSON]. Provider plugins (pulumi-aws, pulumi-docker...) cannot
 be downloaded here, so consumption code is checked this way: every resource's type and inputs.
 """
 
@@ -13,14 +13,31 @@ import pulumi
 
 registered = []
 
+# What a stack reference reads: the outputs of examples/images (one image per target, as GoldenImage exports them).
+IMAGES_STACK_OUTPUTS = {
+    "web": {
+        "qemu": {"builder": "qemu", "image_id": "web-0123456789ab", "path": "/mock/images/web-0123.qcow2",
+                 "sha256": "sha256:" + "1" * 64, "fingerprint": "1" * 64},
+        "docker": {"builder": "docker", "image_id": "sha256:" + "2" * 64, "image_ref": "sha256:" + "2" * 64,
+                   "fingerprint": "2" * 64},
+        "aws": {"builder": "aws", "image_id": "ami-0123456789abcdef0", "ami_id": "ami-0123456789abcdef0",
+                "ami_ids": {"eu-central-1": "ami-0123456789abcdef0"}, "region": "eu-central-1", "fingerprint": "3" * 64},
+    },
+    "web_fingerprints": {"qemu": "1" * 64, "docker": "2" * 64, "aws": "3" * 64},
+}
+
 
 class Mocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        registered.append({"type": args.typ, "name": args.name,
+        registered.append({"type": args.typ, "name": args.name, "provider": args.provider or "",
                            "inputs": {k: v for k, v in args.inputs.items() if k != "__provider"}})
         outputs = dict(args.inputs)
+        if args.typ == "pulumi:pulumi:StackReference":
+            return [args.name, {"name": args.inputs.get("name", args.name), "outputs": IMAGES_STACK_OUTPUTS,
+                                "secretOutputNames": []}]
         outputs.setdefault("path", f"/mock/{args.name}.qcow2")
         outputs.setdefault("image_id", f"mock-{args.name}")
+        outputs.setdefault("sha256", "sha256:" + "0" * 64)
         outputs.setdefault("artifacts", {"qcow2": {"path": f"/mock/{args.name}.qcow2"}, "vmdk": {"path": f"/mock/{args.name}.vmdk"}})
         return [f"{args.name}-id", outputs]
 
@@ -36,6 +53,8 @@ def main() -> None:
     os.chdir(project)  # like the CLI: relative paths resolve against the project root
     sys.path.insert(0, program)
     pulumi.runtime.set_mocks(Mocks(), project=os.path.basename(program), stack="test", preview=False)
+    if len(sys.argv) > 2:
+        pulumi.runtime.set_all_config(json.loads(sys.argv[2]))
     runpy.run_path(os.path.join(program, "__main__.py"), run_name="__main__")
     # let the registrations finish
     import asyncio

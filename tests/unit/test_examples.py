@@ -36,4 +36,5 @@ def test_root_stack_is_a_qemu_golden_image():
 
 def test_layered_example_feeds_the_core_into_the_workload():
     resources = {r["name"]: r for r in registered(ROOT / "examples" / "qemu-layered")}
-    assert resources["web"]["inputs"]["source"] == {"type": "disk", "path": "/mock/core.qcow2", "format": "qcow2", "cloud_init": False}
+    assert resources["web"]["inputs"]["source"] == {"type": "disk", "path": "/mock/core.qcow2", "format": "qcow2",
+                                                     "cloud_init": False, "checksum": "sha256:" + "0" * 64}

@@ -16,6 +16,7 @@ import threading
 import time
 from typing import Any, Mapping
 
+from ..engine import cancel
 from ..engine.errors import CommandError, GoldsmithError
 from ..engine.log import BuildLog
 from .base import Communicator, Disconnected, RemoteResult
@@ -32,6 +33,18 @@ class DockerCommunicator(Communicator):
         self.client = client
         self.container_id = container_id
         self.exec_user = exec_user
+        self._closed = False
+        self._running: set[queue.Queue] = set()  # the output queues of the commands running now
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Stop waiting for the commands running now (they raise Disconnected); the execs themselves
+        end when the build container is removed, which the runner's cleanup does next."""
+        with self._lock:
+            self._closed = True
+            running = list(self._running)
+        for chunks in running:
+            chunks.put(Disconnected("the communicator was closed (the build is being stopped)"))
 
     # -- files ------------------------------------------------------------------------------------------
 
@@ -78,6 +91,8 @@ class DockerCommunicator(Communicator):
         check: bool = True,
         quiet: bool = False,
     ) -> RemoteResult:
+        if self._closed:
+            raise Disconnected("the communicator was closed (the build is being stopped)")
         script = self.command_script(command, log=log, env=env, secret_env=secret_env)  # root: no sudo needed
         if not quiet:
             log.debug(f"docker exec$ {command}")
@@ -90,6 +105,17 @@ class DockerCommunicator(Communicator):
 
         lines: list[str] = []
         chunks: queue.Queue[bytes | BaseException | None] = queue.Queue()
+        with self._lock:
+            self._running.add(chunks)
+        try:
+            return self._collect(exec_id, chunks, stream, command, log=log, timeout=timeout, check=check, quiet=quiet,
+                                 lines=lines)
+        finally:
+            with self._lock:
+                self._running.discard(chunks)
+
+    def _collect(self, exec_id: str, chunks: queue.Queue, stream: Any, command: str, *, log: BuildLog,
+                 timeout: float | None, check: bool, quiet: bool, lines: list[str]) -> RemoteResult:
 
         def pump() -> None:
             try:
@@ -103,10 +129,13 @@ class DockerCommunicator(Communicator):
         deadline = time.monotonic() + timeout if timeout else None
         pending = b""
         while True:
-            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            wait = cancel.POLL_S if deadline is None else min(cancel.POLL_S, max(0.0, deadline - time.monotonic()))
             try:
                 item = chunks.get(timeout=wait)
             except queue.Empty:
+                cancel.check()  # the exec keeps running until the cleanups remove the build container
+                if deadline is None or time.monotonic() < deadline:
+                    continue
                 # The exec keeps running in the container until the build container is removed (the
                 # runner's cleanup does that); the engine API has no way to kill one exec.
                 raise CommandError(f"command {log.masker.mask(command)!r}", None,

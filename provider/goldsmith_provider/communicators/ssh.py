@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Mapping
 
+from ..engine import cancel
 from ..engine.errors import CommandError, GoldsmithError
 from ..engine.log import BuildLog
 from .base import Communicator, Disconnected, RemoteResult, install_script, write_tar
@@ -148,6 +149,7 @@ class SshCommunicator(Communicator):
         last: BaseException | None = None
         attempts = 0
         while time.monotonic() < deadline:
+            cancel.check()
             if not alive():
                 raise GoldsmithError("the builder VM exited before SSH came up", hint="see the serial console log")
             attempts += 1
@@ -161,7 +163,7 @@ class SshCommunicator(Communicator):
                 raise
             except (OSError, EOFError, paramiko.SSHException, socket.timeout) as exc:
                 last = exc
-                time.sleep(2)
+                cancel.sleep(2)
         raise GoldsmithError(f"SSH did not come up within {timeout:.0f}s (last error: {last})",
                              hint="check the guest's serial console log; raise communicator.timeout_s")
 
@@ -278,6 +280,7 @@ class SshCommunicator(Communicator):
                 try:
                     chunk = chan.recv(65536)
                 except socket.timeout:
+                    cancel.check()  # the command keeps running in the guest, which the cleanups stop
                     if deadline and time.monotonic() > deadline:
                         chan.close()
                         raise CommandError(f"remote command {command!r}", None, log.masker.mask("\n".join(lines[-40:])),
@@ -342,6 +345,7 @@ class _ChannelWriter:
         return len(data)
 
     def flush(self) -> None:
+        cancel.check()  # a stopped build stops sending (the cleanups then stop the guest)
         if self.buf:
             try:
                 # a memoryview: paramiko's sendall re-slices what is left after every 32 KiB packet,

@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import importlib
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
+from ..engine import cancel
 from ..engine.errors import GoldsmithError
 from ..engine.log import BuildLog, Masker
 from ..engine.schema import secret_values
+from ..golden.fleet import Fleet
 
 # Keys the provider adds to the user's spec; everything else in the props is the spec itself.
-META_KEYS = ("base_dir", "fingerprint", "input_digests", "rebuild_reasons", "resolved", "__provider")
+META_KEYS = ("base_dir", "fingerprint", "input_digests", "rebuild_reasons", "resolved", "fleet", "__provider")
 # Spec fields that change in place (no rebuild): recorded in the manifest and the outputs.
 METADATA_FIELDS = ("labels", "description", "retention", "keep_on_error")
 
@@ -28,6 +31,14 @@ try:  # the engine's marker for values not known during a preview
     from pulumi.runtime.rpc import UNKNOWN
 except ImportError:  # pragma: no cover
     UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+try:  # what the SDK's deserializer hands a provider for an unknown value (the marker string in older SDKs)
+    from pulumi.output import Unknown as _UnknownValue
+except ImportError:  # pragma: no cover
+    _UnknownValue = ()  # type: ignore[assignment,misc]
+
+
+def is_unknown(value: Any) -> bool:
+    return isinstance(value, _UnknownValue) or (isinstance(value, str) and value == UNKNOWN)
 
 
 class ImageBuildError(Exception):
@@ -35,13 +46,24 @@ class ImageBuildError(Exception):
 
 
 def contains_unknown(value: Any) -> bool:
-    if value == UNKNOWN:
+    if is_unknown(value):
         return True
     if isinstance(value, dict):
         return any(contains_unknown(v) for v in value.values())
     if isinstance(value, (list, tuple)):
         return any(contains_unknown(v) for v in value)
     return False
+
+
+def unknown_paths(value: Any, path: str = "") -> list[str]:
+    """The property paths whose values are not known yet (outputs of resources being changed)."""
+    if is_unknown(value):
+        return [path or "(the whole spec)"]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in unknown_paths(v, f"{path}.{k}" if path else str(k))]
+    if isinstance(value, (list, tuple)):
+        return [p for i, v in enumerate(value) for p in unknown_paths(v, f"{path}[{i}]")]
+    return []
 
 
 def spec_props(props: dict[str, Any]) -> dict[str, Any]:
@@ -102,17 +124,25 @@ class ImageProvider(ResourceProvider):
             inputs["rebuild_reasons"] = describe_changes(old_digests, ident.digests) or ["builder version changed"]
         return CheckResult(inputs, [])
 
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        name = news.get("name", olds.get("name"))
-        if news.get("fingerprint") == UNKNOWN:
-            print(f"[{name}] rebuild: an input is not known until its producer is updated", file=sys.stderr)
-            return DiffResult(changes=True, replaces=["fingerprint"], delete_before_replace=False)
+    def replacing(self, olds: dict[str, Any], news: dict[str, Any]) -> list[str]:
+        """The properties whose change replaces the image (a builder may widen or narrow this)."""
         replaces = [k for k in ("fingerprint", "name") if olds.get(k) != news.get(k)]
         if (olds.get("output") or {}).get("directory") != (news.get("output") or {}).get("directory"):
             replaces.append("output")
+        return replaces
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        name = news.get("name", olds.get("name"))
+        if is_unknown(news.get("fingerprint")):
+            pending = ", ".join(unknown_paths(spec_props(news))[:5]) or "an input"
+            print(f"[{name}] rebuild: {pending} not known until its producer (a parent image being rebuilt) "
+                  f"is updated", file=sys.stderr)
+            return DiffResult(changes=True, replaces=["fingerprint"], delete_before_replace=False)
+        replaces = self.replacing(olds, news)
         if replaces:
-            reasons = news.get("rebuild_reasons") or []
-            print(f"[{name}] rebuild ({', '.join(replaces)} changed): {'; '.join(reasons) or 'spec changed'}", file=sys.stderr)
+            reasons = (news.get("rebuild_reasons") or []) if "fingerprint" in replaces else []
+            reasons = reasons or [f"{k} changed" for k in replaces if k != "fingerprint"] or ["spec changed"]
+            print(f"[{name}] rebuild ({', '.join(replaces)} changed): {'; '.join(reasons)}", file=sys.stderr)
             return DiffResult(changes=True, replaces=replaces, delete_before_replace=False)
         changed = [k for k in self.metadata_fields if olds.get(k) != news.get(k)]
         return DiffResult(changes=bool(changed), replaces=[])
@@ -122,11 +152,17 @@ class ImageProvider(ResourceProvider):
         if problems:
             raise ImageBuildError("invalid image spec:\n" + "\n".join(f"  - {p}" for p in problems))
         ident = self._identify(spec, base_dir, props)
-        with self._log(spec, {**props, "fingerprint": ident.fingerprint}) as log:
+        fleet = Fleet.from_props(props.get("fleet"))
+        started = time.time()
+        checks = [lambda: fleet.failure_since(started)] if fleet is not None else []
+        with self._log(spec, {**props, "fingerprint": ident.fingerprint}) as log, cancel.scope(*checks):
             try:
                 results = self.builder.build(spec, ident, base_dir=base_dir, log=log)
             except GoldsmithError as exc:
-                raise ImageBuildError(log.masker.mask(f"{spec.name}: {exc}\n(full log: {log.path})")) from None
+                text = log.masker.mask(f"{spec.name}: {exc}")
+                if fleet is not None and not _cancelled(exc):
+                    fleet.mark_failed(text)  # a fail-fast fleet's other builds stop now
+                raise ImageBuildError(f"{text}\n(full log: {log.path})") from None
             results["build_log"] = str(log.path)
         return CreateResult(results["image_id"], self._outputs(props, spec, ident, results))
 
@@ -168,6 +204,14 @@ class ImageProvider(ResourceProvider):
         outs["input_digests"] = ident.digests
         outs.update(results)
         return outs
+
+
+def _cancelled(exc: BaseException) -> bool:
+    while exc is not None:
+        if isinstance(exc, cancel.BuildCancelled):
+            return True
+        exc = exc.__cause__  # type: ignore[assignment]
+    return False
 
 
 def redact_secrets(props: dict[str, Any], spec: Any) -> dict[str, Any]:

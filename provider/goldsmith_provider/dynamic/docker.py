@@ -8,13 +8,12 @@ have the old image's delete remove the very tags and manifests the new one had j
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
-from pulumi.dynamic import DiffResult, UpdateResult
+from pulumi.dynamic import UpdateResult
 
 from ..engine.errors import GoldsmithError
-from .base import UNKNOWN, ImageBuildError, ImageProvider
+from .base import ImageBuildError, ImageProvider
 
 # Inputs echoed into the outputs: read, update and delete get only the outputs.
 ECHOED = ("name", "base_dir", "labels", "description", "keep_on_error", "tags", "registry", "docker_host", "network_mode")
@@ -28,21 +27,13 @@ def repository_of(props: dict[str, Any]) -> str:
 class DockerImageProvider(ImageProvider):
     builder_module = "goldsmith_provider.builders.docker.builder"
 
-    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        name = news.get("name", olds.get("name"))
-        if news.get("fingerprint") == UNKNOWN:
-            print(f"[{name}] rebuild: an input is not known until its producer is updated", file=sys.stderr)
-            return DiffResult(changes=True, replaces=["fingerprint"], delete_before_replace=False)
-        replaces = [k for k, old, new in (("fingerprint", olds.get("fingerprint"), news.get("fingerprint")),
-                                          ("repository", repository_of(olds), repository_of(news)),
-                                          ("docker_host", olds.get("docker_host") or "", news.get("docker_host") or ""))
-                    if old != new]
-        if replaces:
-            reasons = (news.get("rebuild_reasons") or []) if "fingerprint" in replaces else [f"{replaces[0]} changed"]
-            print(f"[{name}] replace ({', '.join(replaces)} changed): {'; '.join(reasons) or 'spec changed'}", file=sys.stderr)
-            return DiffResult(changes=True, replaces=replaces, delete_before_replace=False)
-        changed = [k for k in IN_PLACE if olds.get(k) != news.get(k)]
-        return DiffResult(changes=bool(changed), replaces=[])
+    metadata_fields = IN_PLACE  # the name is a label here: it changes in place
+
+    def replacing(self, olds: dict[str, Any], news: dict[str, Any]) -> list[str]:
+        return [k for k, old, new in (("fingerprint", olds.get("fingerprint"), news.get("fingerprint")),
+                                      ("repository", repository_of(olds), repository_of(news)),
+                                      ("docker_host", olds.get("docker_host") or "", news.get("docker_host") or ""))
+                if old != new]
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         spec, problems, _base_dir = self._parse(news)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from . import cancel
 from .errors import CommandError
 from .log import BuildLog, Masker
 
@@ -104,16 +105,19 @@ def run(
         except BrokenPipeError:
             pass
     try:
-        status = proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
+        with cancel.child(proc):  # a cancellation terminates the command at once (engine/cancel.py)
+            status = cancel.wait_process(proc, timeout)
+    except BaseException:
+        kill_group(proc)
+        raise
+    if status is None:
         kill_group(proc)
         reader.join(5)
         text = "\n".join(tail)
         raise CommandError(shown, None, masker.mask(text) if masker else text, hint=f"timed out after {timeout:.0f}s")
-    except BaseException:
-        kill_group(proc)
-        raise
     reader.join()
+    if status != 0:
+        cancel.check()  # terminated by the cancellation: say so, not "killed by signal SIGTERM"
     output = "\n".join(chunks)
     if check and status != 0:
         text = "\n".join(tail)

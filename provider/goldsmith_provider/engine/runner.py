@@ -13,6 +13,7 @@ import os
 import time
 from typing import Generic, Protocol, Sequence, TypeVar
 
+from . import cancel
 from .errors import CleanupError, GoldsmithError, StepError
 from .state import BuildState
 
@@ -57,12 +58,18 @@ def run_steps(steps: Sequence[Step[S]], state: S, *, keep_on_error: bool = False
     logged with the leftover resources). A cleanup failure after a successful build raises
     :class:`CleanupError`.
     """
+    with cancel.build():  # a shutdown waits for these steps and cleanups (engine/cancel.py)
+        _run_steps(steps, state, keep_on_error=keep_on_error)
+
+
+def _run_steps(steps: Sequence[Step[S]], state: S, *, keep_on_error: bool) -> None:
     log = state.log
     registered: list[Step[S]] = []
     failing = injected_failures()
     error: BaseException | None = None
     try:
         for step in steps:
+            cancel.check()  # a cancelled build starts no further step
             registered.append(step)
             started = time.monotonic()
             log.info(f"==> {step.name}")
@@ -76,7 +83,11 @@ def run_steps(steps: Sequence[Step[S]], state: S, *, keep_on_error: bool = False
         error = exc
         state.failed = True
 
-    if error is not None and keep_on_error:
+    if error is not None and cancel.cancelled():
+        # The process is going away: clean up even with keep_on_error (nothing would own what is kept).
+        log.info(f"{cancel.reason()}: build cancelled during {registered[-1].name if registered else 'start-up'!r}; "
+                 "running the cleanups")
+    elif error is not None and keep_on_error:
         log.info("build failed; keep_on_error is set, leaving the builder in place: " + (", ".join(state.resources.values()) or "nothing"))
         raise _as_step_error(registered, error)
 
@@ -99,6 +110,8 @@ def run_steps(steps: Sequence[Step[S]], state: S, *, keep_on_error: bool = False
 def _as_step_error(registered: Sequence[Step[S]], error: BaseException) -> BaseException:
     if isinstance(error, (StepError, KeyboardInterrupt, SystemExit)):
         return error
+    if isinstance(error, cancel.BuildCancelled) and not registered:
+        return error  # cancelled before its first step: no step to name
     name = registered[-1].name if registered else "?"
     wrapped = StepError(name, error)
     wrapped.__cause__ = error

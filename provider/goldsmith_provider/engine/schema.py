@@ -303,8 +303,12 @@ def _identity(value: Any, path: str, digest_of: Callable[[str, str], str], *, lo
         doc: dict[str, Any] = {}
         if hasattr(value, "TYPE"):
             doc["type"] = value.TYPE  # type: ignore[attr-defined]
+        override = value.identity_override() if hasattr(value, "identity_override") else {}
         for f in dataclasses.fields(value):
             if not f.metadata.get("identity", True):
+                continue
+            if f.name in override:  # e.g. a declared checksum standing for a local file's content
+                doc[f.name] = override[f.name]
                 continue
             doc[f.name] = _identity(getattr(value, f.name), _join(path, f.name), digest_of,
                                     local=f.metadata.get("local_path", False))

@@ -119,6 +119,12 @@ def build_steps(spec: AmiImageSpec) -> list:
     ]
 
 
+def step_names(spec: AmiImageSpec) -> list[str]:
+    """The names of the steps a build of ``spec`` runs, in order: the fault-injection points of
+    GOLDSMITH_FAIL_STEP and what the fault matrix (tests/fault_matrix.py) fails one by one."""
+    return [step.name for step in build_steps(spec)]
+
+
 def distribution_steps() -> list:
     """What an adopted AMI goes through too: copies it lacks, sharing, deprecation, final tags."""
     return [s.StepCopyImage(), s.StepShareImage(), s.StepDeprecateImage(), s.StepTagImage()]
@@ -208,6 +214,7 @@ def outputs_of(state: s.AwsBuildState, timings: dict[str, Any]) -> dict[str, Any
         "fingerprint": state.fingerprint,
         "packages": [f"{p['name']}={p['version']}" for p in packages],
         "package_count": len(packages) if packages else state.outputs.get("package_count", 0),
+        "path_digests": dict(state.path_digests),
         "provenance": provenance(builder=BUILDER, build_id=state.build_id, fingerprint=state.fingerprint,
                                  base_dir=state.base_dir, source={"type": spec.source.TYPE, "ami_id": state.source["id"],
                                                                   "name": state.source.get("name", ""), "region": state.region},

@@ -17,7 +17,7 @@ from typing import ClassVar, Literal, Union
 
 from ...engine.schema import Context, setting
 from ...provisioners import Provisioner
-from ..common.spec import Retention, SshSettings, name_problem
+from ..common.spec import DIGEST_PATHS_DOC, Retention, SshSettings, absolute_paths_problem, name_problem
 
 REGION_RE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}$")
 AMI_RE = re.compile(r"^ami-([0-9a-f]{8}|[0-9a-f]{17})$")
@@ -326,6 +326,7 @@ class AmiImageSpec:
     distribution: DistributionSettings = setting(DistributionSettings(), doc="Copies, sharing, deprecation.")
     wait: WaitSettings = setting(WaitSettings(), doc="Timeouts and poll interval of the waits.")
     generalize: bool = setting(True, doc="Remove host keys, machine-id, logs and caches before the snapshot.")
+    digest_paths: list[str] = setting([], doc=DIGEST_PATHS_DOC, identity=False, check=absolute_paths_problem)
     description: str = setting("", doc="AMI description (changes update in place).", identity=False)
     tags: dict[str, str] = setting({}, doc="Tags of the AMIs and their snapshots (changes update in place).", identity=False, check=tags_problem)
     run_tags: dict[str, str] = setting({}, doc="Extra tags of the builder's instance, volumes, key pair and security group.", identity=False, check=tags_problem)

@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from ...engine.errors import GoldsmithError
 from ...engine.log import BuildLog
+from ...engine import cancel
 from .client import Aws, AwsError, call, call_retrying, tag_list, tags_of, wait_for_image
 
 COMPLETE = "complete"
@@ -142,7 +143,7 @@ def copy_to_regions(aws: Aws, *, source_ami: str, source_region: str, regions: l
             on_created(region, ami)
         log.info(f"copy: {source_ami} ({source_region}) -> {ami} ({region})")
         tag(ec2, [ami], tags)
-        image = wait_for_image(ec2, ami, timeout=timeout, interval=interval, log=log)
+        image = wait_for_image(ec2, ami, timeout=timeout, interval=interval, log=log, sleep=cancel.sleep)
         with lock:
             results[region] = image
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from ...communicators.ssh import SshCommunicator, SshTarget
 from ...engine.errors import GoldsmithError
+from ...engine import cancel
 from ...engine.runner import BaseStep
 from ...provisioners.base import reboot_and_reconnect
 from ...engine.state import BuildState
@@ -48,6 +49,7 @@ class AwsBuildState(BuildState):
     instance: dict[str, Any] = field(default_factory=dict)
     comm: SshCommunicator | None = None
     packages: list[dict[str, str]] = field(default_factory=list)
+    path_digests: dict[str, str] = field(default_factory=dict)  # digest_paths -> sha256, before generalization
     stopped: bool = False
     amis: dict[str, str] = field(default_factory=dict)  # region -> AMI id (the build region's first)
     made: set[str] = field(default_factory=set)  # regions whose AMI this run created (a failure removes them)
@@ -290,7 +292,7 @@ class StepRunInstance(BaseStep[AwsBuildState]):
         state.log.info(f"instance: {state.instance_id} ({inst.type}{', spot' if inst.spot else ''}) from {state.source['id']}")
         wait = state.spec.wait
         state.instance = wait_for_instance(state.ec2, state.instance_id, {"running"}, timeout=wait.instance_timeout_s,
-                                           interval=wait.poll_interval_s, log=state.log,
+                                           interval=wait.poll_interval_s, log=state.log, sleep=cancel.sleep,
                                            fail={"shutting-down", "terminated", "stopping", "stopped"})
         state.log.info(f"instance: {state.instance_id} running; private {state.instance.get('PrivateIpAddress', '-')}, "
                        f"public {state.instance.get('PublicIpAddress', '-')}")
@@ -328,7 +330,7 @@ def ssh_address(state: AwsBuildState) -> tuple[str, int]:
             raise GoldsmithError(f"instance {state.instance_id} has no {c.interface.replace('_', ' ')}",
                                  hint="set communicator.interface = 'private_ip' (with a bastion or a VPN), "
                                       "or instance.associate_public_ip = true")
-        time.sleep(state.spec.wait.poll_interval_s)
+        cancel.sleep(state.spec.wait.poll_interval_s)
         instance = describe_instance(state.ec2, state.instance_id) or {}
     return instance[key], c.port
 
@@ -416,7 +418,8 @@ class StepStopInstance(BaseStep[AwsBuildState]):
         call(state.ec2, "stop_instances", InstanceIds=[state.instance_id])
         wait = state.spec.wait
         wait_for_instance(state.ec2, state.instance_id, {"stopped"}, timeout=wait.instance_timeout_s,
-                          interval=wait.poll_interval_s, log=state.log, fail={"terminated", "shutting-down"})
+                          interval=wait.poll_interval_s, log=state.log, sleep=cancel.sleep,
+                          fail={"terminated", "shutting-down"})
         state.stopped = True
         state.log.info(f"instance: {state.instance_id} stopped")
 
@@ -447,7 +450,7 @@ class StepCreateImage(BaseStep[AwsBuildState]):
         state.track(f"ami:{state.region}", f"AMI {ami} ({state.region})")
         state.log.info(f"ami: creating {ami} {state.ami_name!r} from {state.instance_id}")
         image = wait_for_image(state.ec2, ami, timeout=spec.wait.image_timeout_s, interval=spec.wait.poll_interval_s,
-                               log=state.log)
+                               log=state.log, sleep=cancel.sleep)
         state.snapshots[state.region] = img.snapshot_ids(image)
         state.created[state.region] = image.get("CreationDate", "")
 

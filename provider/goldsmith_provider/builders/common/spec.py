@@ -31,6 +31,15 @@ class Retention:
     keep_previous: int = setting(0, doc="On replacement keep this many previous images of the same name (deleted oldest first).", minimum=0, identity=False)
 
 
+def absolute_paths_problem(paths: list[str]) -> str | None:
+    bad = [p for p in paths if not p.startswith("/")]
+    return f"must be absolute paths in the image; got {', '.join(map(repr, bad))}" if bad else None
+
+
+DIGEST_PATHS_DOC = ("Files or directories in the image whose sha256 is recorded in the `path_digests` output (taken "
+                    "before generalization); a GoldenImage's consistency report compares them across platforms.")
+
+
 def name_problem(name: str) -> str | None:
     if not NAME_RE.match(name):
         return f"must be 1-63 characters of a-z, 0-9, '.', '_', '-', starting with a letter or digit; got {name!r}"

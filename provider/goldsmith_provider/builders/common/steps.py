@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
+from ...engine.errors import GoldsmithError
 from ...engine.runner import BaseStep
 from ...engine.state import BuildState
 from ...provisioners import ProvisionContext
@@ -65,13 +67,57 @@ class StepProvision(BaseStep[Any]):
         self.provisioner.provision(state.comm, pctx)
 
 
+def path_digests_command(paths: list[str]) -> str:
+    """One line per path: ``path<TAB>file|dir|missing<TAB>sha256``. A directory's digest covers the
+    relative names and contents of its regular files in byte order, so two images agree exactly when
+    their trees do."""
+    lines = []
+    for path in paths:
+        q = shlex.quote(path)
+        lines.append(
+            f"if [ -f {q} ]; then printf '%s\\tfile\\t%s\\n' {q} \"$(sha256sum < {q} | cut -d' ' -f1)\"; "
+            f"elif [ -d {q} ]; then printf '%s\\tdir\\t%s\\n' {q} "
+            f"\"$(cd {q} && find . -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum | sha256sum | cut -d' ' -f1)\"; "
+            f"else printf '%s\\tmissing\\t-\\n' {q}; fi")
+    return "\n".join(lines)
+
+
+def parse_path_digests(text: str) -> dict[str, str]:
+    """``{path: 'sha256:<hex>' | 'dir:sha256:<hex>' | 'missing'}``."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        parts = line.split("\t")
+        if len(parts) != 3:
+            continue
+        path, kind, digest = parts
+        out[path] = "missing" if kind == "missing" else (f"sha256:{digest}" if kind == "file" else f"dir:sha256:{digest}")
+    return out
+
+
+def collect_path_digests(state: Any) -> None:
+    """Record the digests of the spec's ``digest_paths`` (for a GoldenImage's consistency report)."""
+    paths = list(getattr(state.spec, "digest_paths", []) or [])
+    state.path_digests = {}
+    if not paths:
+        return
+    result = state.comm.run(state.comm.privileged(path_digests_command(paths)), log=state.log, quiet=True, check=False)
+    if result.status != 0:
+        raise GoldsmithError(f"digesting digest_paths failed (exit status {result.status}): {result.output[-500:]}")
+    state.path_digests = parse_path_digests(result.output)
+    missing = sorted(p for p, d in state.path_digests.items() if d == "missing")
+    state.log.info(f"path digests: {len(paths)} path(s)" + (f", missing: {', '.join(missing)}" if missing else ""))
+
+
 class StepCollectManifest(BaseStep[Any]):
+    """The package manifest and the digests of the declared paths, taken before generalization."""
+
     name = "collect-manifest"
 
     def run(self, state: Any) -> None:
         result = state.comm.run(state.comm.privileged(MANIFEST_CMD), log=state.log, quiet=True)
         state.packages = parse_manifest(result.output)
         state.log.info(f"manifest: {len(state.packages)} packages")
+        collect_path_digests(state)
 
 
 class StepGeneralize(BaseStep[Any]):
@@ -89,4 +135,5 @@ def provision_steps(provisioners: list[Any], make_context) -> list[StepProvision
     return [StepProvision(i, p, make_context) for i, p in enumerate(provisioners)]
 
 
-__all__ = ["BuildState", "StepProvision", "StepCollectManifest", "StepGeneralize", "provision_steps", "parse_manifest"]
+__all__ = ["BuildState", "StepProvision", "StepCollectManifest", "StepGeneralize", "provision_steps", "parse_manifest",
+           "collect_path_digests", "path_digests_command", "parse_path_digests"]

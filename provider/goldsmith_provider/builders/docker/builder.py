@@ -9,6 +9,8 @@ tag and no pushed manifest behind.
 
 from __future__ import annotations
 
+import json
+
 import time
 from pathlib import Path
 from typing import Any
@@ -67,6 +69,13 @@ def build_steps(spec: DockerImageSpec) -> list:
 def adopt_steps(image_id: str) -> list:
     """An image with the fingerprint exists: only tag and push it."""
     return [s.StepConnectEngine(), s.StepAdoptImage(image_id), s.StepTag(), s.StepPush(), s.StepFinalize()]
+
+
+def step_names(spec: DockerImageSpec, *, adopt: bool = False) -> list[str]:
+    """The names of the steps a build of ``spec`` runs, in order (``adopt``: when an image with its fingerprint
+    exists): the fault-injection points of GOLDSMITH_FAIL_STEP and what the fault matrix (tests/fault_matrix.py)
+    fails one by one."""
+    return [step.name for step in (adopt_steps("") if adopt else build_steps(spec))]
 
 
 def new_state(spec: DockerImageSpec, fingerprint: str, base_dir: Path, log: BuildLog) -> s.DockerBuildState:
@@ -128,6 +137,7 @@ def outputs_of(spec: DockerImageSpec, attrs: dict[str, Any], *, repo_digests: di
         "fingerprint": labels.get(e.FINGERPRINT, ""),
         "packages": packages,
         "package_count": len(packages),
+        "path_digests": json.loads(labels[e.PATH_DIGESTS]) if labels.get(e.PATH_DIGESTS) else {},
         "source_image": {"type": labels.get(e.SOURCE_TYPE, ""), "ref": labels.get(e.SOURCE_REF, ""),
                          "digest": labels.get(e.SOURCE_DIGEST, "")},
         "provenance": {

@@ -12,7 +12,7 @@ from typing import ClassVar, Literal, Union
 from ...artifacts.fetch import url_problem
 from ...engine.schema import Context, setting
 from ...provisioners import Provisioner
-from ..common.spec import name_problem
+from ..common.spec import DIGEST_PATHS_DOC, absolute_paths_problem, name_problem
 
 # docker/distribution's reference grammar, in parts.
 _HOST = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"
@@ -156,6 +156,7 @@ class DockerImageSpec:
                                         "'host' or 'none'.", identity=False)
     docker_host: str = setting("", doc="Engine address ('unix:///run/docker.sock', 'tcp://host:2376'); "
                                        "default: $DOCKER_HOST or the local socket.", identity=False)
+    digest_paths: list[str] = setting([], doc=DIGEST_PATHS_DOC, identity=False, check=absolute_paths_problem)
     labels: dict[str, str] = setting({}, doc="Resource metadata recorded in the outputs (changes update in place); "
                                              "image labels are `config.labels`.", identity=False)
     description: str = setting("", doc="Free text recorded in the outputs.", identity=False)

@@ -20,6 +20,7 @@ SOURCE_REF = "goldsmith.source.ref"
 SOURCE_DIGEST = "goldsmith.source.digest"
 REVISION = "goldsmith.revision"
 PACKAGES = "goldsmith.packages"
+PATH_DIGESTS = "goldsmith.path-digests"  # JSON {path: digest} of digest_paths
 BUILT_AT = "goldsmith.built-at"
 # On the build container (and, since a commit merges the container's labels, on the image as provenance).
 BUILD_ID = "goldsmith.build-id"

@@ -23,7 +23,7 @@ from ...engine.fingerprint import sha256_file
 from ...engine.runner import BaseStep
 from ...engine.state import BuildState
 from ..common.provenance import source_revision
-from ..common.steps import MANIFEST_CMD, StepCollectManifest, parse_manifest
+from ..common.steps import MANIFEST_CMD, StepCollectManifest, collect_path_digests, parse_manifest
 from . import engine as e
 from .config import DebootstrapRootfsSource, DockerImageSpec, ImageSource, RootfsSource, registry_host
 from .registry import Credentials, RegistryClient, resolve_credentials, split_repository
@@ -63,6 +63,7 @@ class DockerBuildState(BuildState):
     container: Any = None
     comm: DockerCommunicator | None = None
     packages: list[dict[str, str]] = field(default_factory=list)
+    path_digests: dict[str, str] = field(default_factory=dict)  # digest_paths -> sha256, before generalization
     image_id: str = ""
     adopted: bool = False
     retagged: dict[str, str] = field(default_factory=dict)  # ref -> image id it pointed to before ("" if none)
@@ -264,11 +265,13 @@ class StepCollectPackages(StepCollectManifest):
         if result.status == 3:
             state.packages = []
             state.log.info("manifest: no package database in the image")
+            collect_path_digests(state)
             return
         if result.status != 0:
             raise GoldsmithError(f"collecting the package manifest failed (exit status {result.status}): {result.output[-500:]}")
         state.packages = parse_manifest(result.output)
         state.log.info(f"manifest: {len(state.packages)} packages")
+        collect_path_digests(state)
 
 
 class StepGeneralize(BaseStep[DockerBuildState]):
@@ -355,6 +358,7 @@ def image_labels(state: DockerBuildState) -> dict[str, str]:
         e.SOURCE_DIGEST: state.source_digest,
         e.REVISION: revision,
         e.PACKAGES: " ".join(f"{p['name']}={p['version']}" for p in state.packages),
+        e.PATH_DIGESTS: json.dumps(state.path_digests, sort_keys=True, separators=(",", ":")) if state.path_digests else "",
         e.BUILT_AT: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         e.BUILD_ID: state.build_id,
         e.BUILD_PID: str(os.getpid()),
@@ -495,13 +499,18 @@ def push_tag(client, repository: str, tag: str, auth: dict[str, str] | None) -> 
 
 
 class StepFinalize(BaseStep[DockerBuildState]):
-    """The image, its tags and its pushed manifests are the result: stop tracking them, so no cleanup
-    removes them, and record the outputs. The last step of a build."""
+    """Record the outputs. The last step of a build: its cleanup, the first to run, stops tracking the image,
+    its tags and its pushed manifests once the build has succeeded, so no earlier cleanup removes them; after
+    a failure (even one right after this step) they stay tracked and are undone."""
 
     name = "finalize"
 
     def run(self, state: DockerBuildState) -> None:
         image = state.client.images.get(state.image_id)
         state.outputs["image"] = image.attrs
+
+    def cleanup(self, state: DockerBuildState) -> None:
+        if state.failed:
+            return
         for key in [k for k in state.resources if k == "image" or k.startswith(("tag:", "manifest:"))]:
             state.release(key)

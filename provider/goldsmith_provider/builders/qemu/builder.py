@@ -70,6 +70,12 @@ def build_steps(spec: QemuImageSpec) -> list:
     ]
 
 
+def step_names(spec: QemuImageSpec) -> list[str]:
+    """The names of the steps a build of ``spec`` runs, in order: the fault-injection points of
+    GOLDSMITH_FAIL_STEP and what the fault matrix (tests/fault_matrix.py) fails one by one."""
+    return [step.name for step in build_steps(spec)]
+
+
 def manifest_document(state: s.QemuBuildState) -> dict[str, Any]:
     spec = state.spec
     return {
@@ -80,6 +86,7 @@ def manifest_document(state: s.QemuBuildState) -> dict[str, Any]:
         "input_digests": state.outputs.get("input_digests", {}),
         "artifacts": {fmt: {k: v for k, v in a.items() if k != "partial"} for fmt, a in state.artifacts.items()},
         "packages": state.packages,
+        "path_digests": state.path_digests,
         "provenance": provenance(
             builder=BUILDER, build_id=state.build_id, fingerprint=state.fingerprint, base_dir=state.base_dir,
             source={"type": spec.source.TYPE, "digest": state.source_digest},
@@ -131,6 +138,7 @@ def outputs_of(manifest: dict[str, Any], manifest_path: Path, *, timings: dict[s
         "manifest_path": str(manifest_path),
         "packages": [f"{p['name']}={p['version']}" for p in manifest["packages"]],
         "package_count": len(manifest["packages"]),
+        "path_digests": manifest.get("path_digests", {}),
         "source_image": manifest["provenance"]["source"],
         "accelerator": manifest["provenance"].get("accelerator", ""),
         "provenance": {k: v for k, v in manifest["provenance"].items() if k != "step_timings_s"},

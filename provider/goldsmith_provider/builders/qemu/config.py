@@ -8,7 +8,7 @@ from typing import ClassVar, Literal, Union
 from ...artifacts.fetch import checksum_problem, url_problem
 from ...engine.schema import Context, setting
 from ...provisioners import Provisioner
-from ..common.spec import BootTest, Retention, SshSettings, name_problem
+from ..common.spec import DIGEST_PATHS_DOC, BootTest, Retention, SshSettings, absolute_paths_problem, name_problem
 
 DiskFormat = Literal["qcow2", "raw", "vmdk", "vhdx"]
 OUTPUT_FORMATS = ("qcow2", "raw", "vmdk", "vhdx")
@@ -38,6 +38,16 @@ class DiskSource:
     path: str = setting(doc="Path of the disk image (relative to the project).", local_path=True)
     format: DiskFormat = setting("qcow2", doc="Disk format.")
     cloud_init: bool = setting(False, doc="The image configures itself with cloud-init (NoCloud seed) rather than goldsmith's seed unit. Both read the same seed disk.")
+    checksum: str = setting("", doc="'sha256:<hex>' of the disk (e.g. a parent image's `sha256` output). When set it is the "
+                            "source's identity, so a preview does not read the disk, and the build verifies the file against it.")
+
+    def validate(self, ctx: Context, path: str) -> None:
+        if self.checksum and (problem := checksum_problem(self.checksum)):
+            ctx.error(f"{path}.checksum", problem)
+
+    def identity_override(self) -> dict[str, str]:
+        """Identity fields replaced by a declared value: the checksum stands for the file's content."""
+        return {"path": self.checksum} if self.checksum else {}
 
 
 @dataclass(frozen=True)
@@ -95,6 +105,7 @@ class QemuImageSpec:
     generalize: bool = setting(True, doc="Remove host keys, machine-id, logs and caches before the snapshot.")
     boot_test: BootTest = setting(BootTest(), doc="Boot the result once more before accepting it.")
     retention: Retention = setting(Retention(), doc="What happens to previous images.")
+    digest_paths: list[str] = setting([], doc=DIGEST_PATHS_DOC, identity=False, check=absolute_paths_problem)
     labels: dict[str, str] = setting({}, doc="Metadata recorded in the manifest (changes update in place).", identity=False)
     description: str = setting("", doc="Free text recorded in the manifest.", identity=False)
     keep_on_error: bool = setting(False, doc="Leave the builder VM and work dir after a failure, for debugging.", identity=False)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...artifacts.fetch import fetch
+from ...engine.errors import GoldsmithError
 from ...engine.fingerprint import sha256_file
 from ...engine.log import BuildLog
 from ...engine.proc import run
@@ -30,7 +31,11 @@ def recipe_of(source: DebootstrapSource):
 def resolve(source: QemuSource, *, base_dir: Path, cache_root: Path, log: BuildLog) -> ResolvedSource:
     if isinstance(source, DiskSource):
         path = Path(source.path) if Path(source.path).is_absolute() else base_dir / source.path
-        return ResolvedSource(path.resolve(), source.format, sha256_file(path), source.cloud_init)
+        digest = sha256_file(path)
+        if source.checksum and digest != source.checksum:
+            raise GoldsmithError(f"source.path {path} does not match source.checksum: it is {digest}, "
+                                 f"expected {source.checksum}", hint="the parent image changed after it was built; refresh it")
+        return ResolvedSource(path.resolve(), source.format, digest, source.cloud_init)
     if isinstance(source, UrlSource):
         path = fetch(source.url, source.checksum, cache_root, log=log)
         return ResolvedSource(path, source.format, source.checksum, source.cloud_init)

@@ -45,6 +45,7 @@ class QemuBuildState(BuildState):
     vm: QemuVm | None = None
     comm: SshCommunicator | None = None
     packages: list[dict[str, str]] = field(default_factory=list)
+    path_digests: dict[str, str] = field(default_factory=dict)  # digest_paths -> sha256, before generalization
     artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)
     partials: list[Path] = field(default_factory=list)
 
@@ -185,7 +186,7 @@ class StepShutdown(BaseStep[QemuBuildState]):
             state.comm.run("(sleep 1; systemctl poweroff) >/dev/null 2>&1 &", log=state.log, sudo=True, quiet=True)
         finally:
             state.comm.close()
-        if not state.vm.wait_exit(180):
+        if not state.vm.wait_exit(180, cancellable=True):
             raise GoldsmithError("the builder did not power off within 180 s")
         state.release("vm")
         state.log.info(f"qemu: powered off cleanly in {time.monotonic() - started:.1f}s")
@@ -290,17 +291,23 @@ class StepFinalize(BaseStep[QemuBuildState]):
             state.release(f"partial:{fmt}")
             state.track(f"artifact:{fmt}", f"artifact {art['path']}")
         os.replace(partial_manifest, manifest)
+        state.track("manifest", f"manifest {manifest}")
         state.partials.clear()
         state.outputs["manifest_path"] = str(manifest)
-        for fmt in state.artifacts:
-            state.release(f"artifact:{fmt}")
 
     def cleanup(self, state: QemuBuildState) -> None:
-        if state.failed:  # a rename failed half way: nothing of this build may remain
+        # The artifacts stay tracked until the build has succeeded: a failure after (or half way through) the
+        # renames leaves nothing of this build, the manifest first (its presence means a complete image).
+        placed = [k for k in state.resources if k == "manifest" or k.startswith("artifact:")]
+        if state.failed:
+            manifest = state.outputs.pop("manifest_path", None)
+            if "manifest" in state.resources and manifest:
+                Path(manifest).unlink(missing_ok=True)
             for fmt, art in state.artifacts.items():
                 if f"artifact:{fmt}" in state.resources:
                     Path(art["path"]).unlink(missing_ok=True)
-                    state.release(f"artifact:{fmt}")
+        for key in placed:
+            state.release(key)
         remove_partials(state)
 
 

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ...engine import cancel
 from ...engine.errors import GoldsmithError
 from ...engine.log import BuildLog
 
@@ -92,9 +93,13 @@ class QemuVm:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def wait_exit(self, timeout: float) -> bool:
+    def wait_exit(self, timeout: float, *, cancellable: bool = False) -> bool:
+        """Whether QEMU exited within ``timeout``; ``cancellable``: raise BuildCancelled if the build is
+        cancelled meanwhile (a step's wait, never a cleanup's)."""
         if self.proc is None:
             return True
+        if cancellable:
+            return cancel.wait_process(self.proc, timeout) is not None
         try:
             self.proc.wait(timeout=timeout)
             return True
@@ -116,12 +121,14 @@ class QemuVm:
         """ACPI power-off, then SIGTERM, then SIGKILL: the process is gone when this returns."""
         if not self.alive():
             return
-        try:
-            self.qmp("system_powerdown")
-            if self.wait_exit(grace):
-                return
-        except OSError:
-            pass
+        # A cancelled build's process is going away (its engine may kill it within seconds): no ACPI power-off.
+        if grace > 0 and not cancel.cancelled():
+            try:
+                self.qmp("system_powerdown")
+                if self.wait_exit(grace):
+                    return
+            except OSError:
+                pass
         assert self.proc is not None
         for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
             try:

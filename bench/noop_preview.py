@@ -1,7 +1,7 @@
 """A no-op `pulumi preview` of a 20-image stack against the same project's empty stack, real CLI, file backend.
 
 The project declares --images QemuImages (config `images`), each from the same local source disk
-(DiskSource: a qcow2 converted from goldsmith's cached Debian base, ~0.5-0.6 GB, hashed for the
+(DiskSource: a qcow2 converted from goldsmith's cached Debian base, ~390 MiB, hashed for the
 fingerprint) with a file and a shell provisioner. The images are "already built" without booting
 anything: the bench writes each image's artifact (a small qcow2) and manifest under its real fingerprint,
 and `pulumi up` adopts them, so all of them are in the state. Then, alternating, --runs times:

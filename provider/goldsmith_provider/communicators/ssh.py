@@ -211,7 +211,8 @@ class SshCommunicator(Communicator):
         local = Path(local)
         local.lstat()  # a missing source fails here, before anything runs in the guest
         script = install_script("-", remote, is_dir=local.is_dir(), mode=mode, owner=owner, group=group)
-        self._exec(f"upload {local.name} -> {remote}", self.privileged(script), log=log, quiet=True,
+        wrapped = self.privileged(f"sh -c {shlex.quote(script)}")  # /bin/sh, whatever the login shell
+        self._exec(f"upload {local.name} -> {remote}", wrapped, log=log, quiet=True,
                    feed=lambda out: write_tar(local, out))
 
     def get_bytes(self, remote: str) -> bytes:

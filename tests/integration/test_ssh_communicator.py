@@ -70,3 +70,58 @@ def test_upload_tree_with_modes(sshd, tmp_path):
     import glob
 
     assert glob.glob("/tmp/goldsmith-upload-*") == [], "the staging tarball is removed"
+
+
+def test_streamed_upload_keeps_bytes_mode_and_ownership(sshd, tmp_path):
+    """upload_tree streams the tar into `tar -x` on an exec channel: big random bytes arrive intact
+    (sha256 taken on the far side), modes and owners as asked, no staging file left in /tmp."""
+    import glob
+    import hashlib
+
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(24 * 2**20 + 12345))  # not a multiple of any buffer size
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "sub" / "run.sh").write_text("#!/bin/sh\n")
+    (tree / "sub" / "run.sh").chmod(0o750)
+    (tree / "conf").write_text("x = 1\n")
+    log = BuildLog("t", None, console=io.StringIO())
+    comm = comm_for(sshd)
+    try:
+        assert comm.client.get_transport().local_cipher.startswith("aes128-gcm"), "GCM preferred when offered"
+        comm.upload_file(big, str(tmp_path / "far" / "big.bin"), log=log, mode="0640", owner="nobody", group="nogroup")
+        comm.upload_tree(tree, str(tmp_path / "far" / "tree"), log=log, mode="0751", owner="nobody", group="nogroup")
+        far = comm.run(f"sha256sum {tmp_path}/far/big.bin", log=log).output.split()[0]
+    finally:
+        comm.close()
+    assert far == hashlib.sha256(big.read_bytes()).hexdigest()
+    st = os.stat(tmp_path / "far" / "big.bin")
+    import pwd, grp
+
+    nobody, nogroup = pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid
+    assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o640, nobody, nogroup)
+    for p, mode in ((tmp_path / "far" / "tree", 0o751), (tmp_path / "far" / "tree" / "sub" / "run.sh", 0o750)):
+        st = os.stat(p)
+        assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (mode, nobody, nogroup), p
+    assert (tmp_path / "far" / "tree" / "conf").read_text() == "x = 1\n"
+    assert glob.glob("/tmp/goldsmith-upload-*") == [], "nothing staged in the guest's /tmp"
+
+
+def test_streamed_upload_failures_are_reported(sshd, tmp_path):
+    (tmp_path / "blocker").write_text("a file, not a directory")
+    payload = tmp_path / "payload.bin"
+    payload.write_bytes(os.urandom(3 * 2**20))
+    log = BuildLog("t", None, console=io.StringIO())
+    comm = comm_for(sshd)
+    try:
+        with pytest.raises(CommandError) as info:  # the far side cannot unpack: its own words come back
+            comm.upload_tree(tmp_path / "payload.bin", str(tmp_path / "blocker" / "x" / "payload.bin"), log=log)
+        assert info.value.status != 0 and "blocker" in str(info.value)
+        with pytest.raises(CommandError):
+            comm.upload_file(tmp_path / "payload.bin", str(tmp_path / "far.bin"), log=log, owner="no-such-user")
+        with pytest.raises(OSError):  # a local file that cannot be read fails locally, before anything is sent
+            comm.upload_tree(tmp_path / "missing.bin", str(tmp_path / "far2.bin"), log=log)
+        assert comm.run("echo still usable", log=log).output == "still usable"
+    finally:
+        comm.close()
+    assert not (tmp_path / "far.bin").exists() and not (tmp_path / "far2.bin").exists()

@@ -140,3 +140,47 @@ def test_secret_never_in_identity_document(tmp_path):
 
     doc = json.dumps(schema.identity(spec, lambda p, v: "digest"))
     assert "s3cr3t-value" not in doc and "TOKEN" not in doc
+
+
+def test_big_file_digests_persist_across_processes_and_follow_every_write(tmp_path, monkeypatch):
+    """A big file's digest is kept under the cache dir (a new provider process reuses it); any
+    write, even one that restores size and mtime, changes the key (ctime), so it is hashed anew."""
+    import hashlib
+    import os
+
+    from goldsmith_provider.engine import fingerprint as fp
+
+    monkeypatch.setenv("GOLDSMITH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(fp, "PERSIST_MIN_SIZE", 1024)
+    monkeypatch.setattr(fp, "SETTLE_S", 0.0)
+    disk = tmp_path / "disk.qcow2"
+    disk.write_bytes(b"A" * 4096)
+    old = os.stat(disk)
+    expected = "sha256:" + hashlib.sha256(b"A" * 4096).hexdigest()
+    assert fp.sha256_file(disk) == expected
+    assert len(list((tmp_path / "cache" / "digests").iterdir())) == 1
+
+    fp._digest_cache.clear()  # a new process: the on-disk entry answers, the file is not read
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda *a, **k: (_ for _ in ()).throw(AssertionError("re-hashed")))
+    assert fp.sha256_file(disk) == expected
+    monkeypatch.setattr("builtins.open", real_open)
+
+    disk.write_bytes(b"B" * 4096)  # same size; mtime put back: ctime still moves
+    os.utime(disk, ns=(old.st_atime_ns, old.st_mtime_ns))
+    fp._digest_cache.clear()
+    assert fp.sha256_file(disk) == "sha256:" + hashlib.sha256(b"B" * 4096).hexdigest()
+
+
+def test_recently_written_and_small_files_are_not_persisted(tmp_path, monkeypatch):
+    from goldsmith_provider.engine import fingerprint as fp
+
+    monkeypatch.setenv("GOLDSMITH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(fp, "PERSIST_MIN_SIZE", 1024)
+    (tmp_path / "fresh.img").write_bytes(b"x" * 4096)  # written just now: within SETTLE_S
+    (tmp_path / "small.txt").write_bytes(b"x" * 10)
+    monkeypatch.setattr(fp, "SETTLE_S", 60.0)
+    fp.sha256_file(tmp_path / "fresh.img")
+    monkeypatch.setattr(fp, "SETTLE_S", 0.0)
+    fp.sha256_file(tmp_path / "small.txt")
+    assert not (tmp_path / "cache" / "digests").exists()

@@ -8,6 +8,7 @@ provisioner list runs unchanged on a VM, a cloud instance or a container.
 from __future__ import annotations
 
 import io
+import posixpath
 import secrets
 import shlex
 import tarfile
@@ -109,39 +110,58 @@ class Communicator(ABC):
         """Copy a local file or directory to ``remote`` (as root), via one tar stream.
 
         A directory's *contents* land in ``remote`` (created if missing), like Packer's file
-        provisioner with a trailing slash; a file lands at ``remote`` exactly.
+        provisioner with a trailing slash; a file lands at ``remote`` exactly. This default stages
+        the tarball in the guest's /tmp with :meth:`put_bytes`; a communicator that can feed a
+        command's stdin (SSH) streams it straight into ``tar`` instead.
         """
         local = Path(local)
         buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w") as tar:
-            if local.is_dir():
-                for p in sorted(local.rglob("*")):
-                    tar.add(p, arcname=p.relative_to(local).as_posix(), recursive=False)
-            else:
-                tar.add(local, arcname="payload", recursive=False)
+        write_tar(local, buf)
         staging = f"/tmp/goldsmith-upload-{secrets.token_hex(6)}.tar"
         self.put_bytes(buf.getvalue(), staging)
         self.install_tarball(staging, remote, is_dir=local.is_dir(), log=log, mode=mode, owner=owner, group=group)
 
     def install_tarball(self, staging: str, remote: str, *, is_dir: bool, log: BuildLog, mode: str | None,
                         owner: str | None, group: str | None) -> None:
-        q = shlex.quote
-        chown = f"{owner or ''}{':' + group if group else ''}"
-        if is_dir:
-            script = f"mkdir -p {q(remote)} && tar -xf {q(staging)} -C {q(remote)} --no-same-owner"
-            if chown:
-                script += f" && chown -R {q(chown)} {q(remote)}"
-            if mode:
-                script += f" && chmod {q(mode)} {q(remote)}"
-        else:
-            tmpdir = staging + ".d"
-            script = (f"mkdir -p {q(tmpdir)} && tar -xf {q(staging)} -C {q(tmpdir)} --no-same-owner && "
-                      f"mkdir -p \"$(dirname {q(remote)})\" && "
-                      f"install {'-m ' + q(mode) if mode else '-m 0644'} "
-                      f"{'-o ' + q(owner) if owner else ''} {'-g ' + q(group) if group else ''} "
-                      f"{q(tmpdir)}/payload {q(remote)} && rm -rf {q(tmpdir)}")
-        script += f"; status=$?; rm -f {q(staging)}; exit $status"
+        script = install_script(staging, remote, is_dir=is_dir, mode=mode, owner=owner, group=group)
+        script += f"; status=$?; rm -f {shlex.quote(staging)}; exit $status"
         self.run(self.privileged(script), log=log, quiet=True)
 
 
-__all__ = ["Communicator", "CommandError", "Disconnected", "RemoteResult", "env_script"]
+def write_tar(local: Path, fileobj) -> None:
+    """Write ``local`` as an uncompressed tar stream: a directory's contents (sorted), or one file
+    named ``payload``. Streaming mode: nothing is held in memory but tarfile's 10 KiB record buffer
+    (a bigger ``bufsize`` is slower: tarfile re-copies its whole buffer on every 16 KiB write); the
+    sink batches writes into big sends itself."""
+    with tarfile.open(fileobj=fileobj, mode="w|") as tar:
+        if local.is_dir():
+            for p in sorted(local.rglob("*")):
+                tar.add(p, arcname=p.relative_to(local).as_posix(), recursive=False)
+        else:
+            tar.add(local, arcname="payload", recursive=False)
+
+
+def install_script(tarball: str, remote: str, *, is_dir: bool, mode: str | None, owner: str | None,
+                   group: str | None) -> str:
+    """The guest-side shell that unpacks an upload tarball (a path, or ``-`` for stdin) into place,
+    then sets mode and ownership."""
+    q = shlex.quote
+    chown = f"{owner or ''}{':' + group if group else ''}"
+    if is_dir:
+        script = f"mkdir -p {q(remote)} && tar -xf {q(tarball)} -C {q(remote)} --no-same-owner"
+        if chown:
+            script += f" && chown -R {q(chown)} {q(remote)}"
+        if mode:
+            script += f" && chmod {q(mode)} {q(remote)}"
+        return script
+    # Unpacked next to the destination (same filesystem), then renamed over it: one write of the
+    # bytes, and the destination never holds a half-written file.
+    parent = posixpath.dirname(remote.rstrip("/")) or "/"
+    script = (f"mkdir -p {q(parent)} && tmp=$(mktemp -d {q(parent + '/.goldsmith-upload-XXXXXX')}) && "
+              f"{{ tar -xf {q(tarball)} -C \"$tmp\" --no-same-owner && chmod {q(mode or '0644')} \"$tmp/payload\"")
+    if chown:
+        script += f" && chown {q(chown)} \"$tmp/payload\""
+    return script + f" && mv -f \"$tmp/payload\" {q(remote)}; status=$?; rm -rf \"$tmp\"; (exit $status); }}"
+
+
+__all__ = ["Communicator", "CommandError", "Disconnected", "RemoteResult", "env_script", "install_script", "write_tar"]

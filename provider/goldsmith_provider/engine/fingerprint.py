@@ -13,12 +13,20 @@ import json
 import os
 import stat
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 CHUNK = 1 << 20
-_digest_cache: dict[tuple[str, int, int, int], str] = {}
+# Files at least this big also keep their digest on disk (cache_root()/digests), so a new provider
+# process (every `pulumi preview` starts one) does not hash a 600 MB source disk again.
+PERSIST_MIN_SIZE = 16 << 20
+# A file changed less than this long before hashing began is not cached on disk: a write in the same
+# timestamp tick could change its content without changing (size, mtime, ctime).
+SETTLE_S = 2.0
+_digest_cache: dict[tuple, str] = {}
 _digest_lock = threading.Lock()
+_hashing: dict[tuple, threading.Lock] = {}  # one hash per file at a time: check() runs on 4 threads
 
 
 def canonical_json(value: Any) -> str:
@@ -30,22 +38,75 @@ def sha256_bytes(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+def _stat_key(path: Path, st: os.stat_result) -> tuple:
+    return (str(Path(path).resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
 def sha256_file(path: Path) -> str:
-    """Digest of a file's content, memoised per (path, size, mtime, inode) for big disk images."""
+    """Digest of a file's content, memoised per (path, device, inode, size, mtime, ctime).
+
+    Any write to the file changes its mtime and ctime (ctime cannot be set back from user space),
+    so the key changes with the content. Big files keep their digest on disk too (see
+    PERSIST_MIN_SIZE), only once they have been unchanged for SETTLE_S and if they did not change
+    while being hashed.
+    """
     st = os.stat(path)
-    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    key = _stat_key(path, st)
     with _digest_lock:
         cached = _digest_cache.get(key)
+        gate = _hashing.setdefault(key, threading.Lock())
     if cached:
         return cached
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    digest = "sha256:" + h.hexdigest()
-    with _digest_lock:
-        _digest_cache[key] = digest
+    with gate:  # another thread may be hashing this very file: wait for its result
+        with _digest_lock:
+            cached = _digest_cache.get(key)
+        if cached:
+            return cached
+        persist = st.st_size >= PERSIST_MIN_SIZE
+        digest = _load_digest(key) if persist else None
+        if digest is None:
+            started = time.time_ns()
+            h = hashlib.sha256()
+            with open(path, "rb") as f:
+                while chunk := f.read(CHUNK):
+                    h.update(chunk)
+            digest = "sha256:" + h.hexdigest()
+            settled = max(st.st_mtime_ns, st.st_ctime_ns) < started - int(SETTLE_S * 1e9)
+            if persist and settled and _stat_key(path, os.stat(path)) == key:
+                _store_digest(key, digest)
+        with _digest_lock:
+            _digest_cache[key] = digest
+            _hashing.pop(key, None)
     return digest
+
+
+def _digest_file(key: tuple) -> Path:
+    from .paths import cache_root
+
+    return cache_root() / "digests" / hashlib.sha256(repr(key).encode()).hexdigest()[:32]
+
+
+def _load_digest(key: tuple) -> str | None:
+    try:
+        doc = json.loads(_digest_file(key).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or doc.get("key") != list(key):
+        return None
+    digest = doc.get("digest")
+    return digest if isinstance(digest, str) and digest.startswith("sha256:") else None
+
+
+def _store_digest(key: tuple, digest: str) -> None:
+    """Best effort (a read-only cache only costs time): written under a temporary name, renamed."""
+    path = _digest_file(key)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+        tmp.write_text(json.dumps({"key": list(key), "digest": digest}))
+        os.replace(tmp, path)
+    except OSError:
+        pass
 
 
 def sha256_tree(root: Path) -> str:

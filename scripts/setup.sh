@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up everything goldsmith needs on a fresh Debian 12 machine; idempotent, safe to re-run.
-#   - system tools from apt: qemu, qemu-img, debootstrap, ssh, mkfs tools (and docker + registry with --docker)
+#   - system tools from apt: qemu, qemu-img, debootstrap, ssh, mkfs tools, vagrant + vagrant-libvirt (and docker + registry with --docker)
 #   - the venv (.venv) with goldsmith and its test dependencies
 #   - a Pulumi CLI with the Python language host and dynamic-provider plugin, linked into .venv/bin
 #     (an existing `pulumi` on PATH is used; otherwise built once from the Go module proxy and cached)
@@ -32,6 +32,8 @@ have mkfs.ext4 || need_apt+=(e2fsprogs)
 have mkfs.vfat || need_apt+=(dosfstools)
 have mcopy || need_apt+=(mtools)
 have git || need_apt+=(git)
+have vagrant || need_apt+=(vagrant)   # `vagrant box add` checks the boxes the vagrant post-processor writes (offline)
+dpkg -s vagrant-libvirt >/dev/null 2>&1 || need_apt+=(vagrant-libvirt)  # the libvirt provider the boxes are for
 if [ "$WANT_DOCKER" = 1 ]; then
   have dockerd || need_apt+=(docker.io)
   [ -x /usr/bin/docker-registry ] || need_apt+=(docker-registry)

@@ -51,6 +51,7 @@ from goldsmith_provider.builders.qemu.config import (
     QemuImageSpec,
     UrlSource,
 )
+from goldsmith_provider.postprocessors.vagrant import VagrantBox, VagrantCatalog
 from goldsmith_provider.provisioners import (
     FileProvisioner,
     PackagesProvisioner,
@@ -76,7 +77,7 @@ Packages = PackagesProvisioner
 __all__ = [
     "QemuImage", "QemuImageArgs", "QemuImageSpec",
     "DebootstrapSource", "DiskSource", "UrlSource",
-    "MachineSettings", "OutputSettings", "SshSettings", "BootTest", "Retention",
+    "MachineSettings", "OutputSettings", "SshSettings", "BootTest", "Retention", "VagrantBox", "VagrantCatalog",
     "DockerImage", "DockerImageArgs", "DockerImageSpec",
     "ImageSource", "RootfsSource", "DebootstrapRootfsSource", "ImageConfig", "RegistrySettings",
     "AmiImage", "AmiImageArgs", "AmiImageSpec", "AmiById", "AmiFilter", "AmiFromSsm",

@@ -144,18 +144,16 @@ aws.iam.RolePolicy("build", role=build_role.id, policy=policy(
 ))
 
 preview_role = aws.iam.Role("preview", assume_role_policy=assume_role("codebuild.amazonaws.com"),
-                            description="CodeBuild: pulumi preview of pull requests (read-only but for the state lock)", tags=tags)
+                            description="CodeBuild: pulumi preview of pull requests (reads the state, writes nothing)", tags=tags)
 aws.iam.RolePolicy("preview", role=preview_role.id, policy=policy(
     log_statement(logs),
     {"Sid": "Source", "Effect": "Allow", "Action": ["codecommit:GitPull"], "Resource": repo.arn},
     {"Sid": "Comment", "Effect": "Allow", "Action": ["codecommit:PostCommentForPullRequest", "codecommit:GetPullRequest"],
      "Resource": repo.arn},
     {"Sid": "StateList", "Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetBucketLocation"], "Resource": state_bucket.arn},
+    # Read only: a preview on the self-managed backend takes no stack lock (pulumi/pulumi#8642) and writes nothing.
     {"Sid": "StateRead", "Effect": "Allow", "Action": STATE_READ, "Resource": pulumi.Output.concat(state_bucket.arn, "/images/*")},
-    # The self-managed backend locks the stack during a preview: a lock object, nothing else, is written.
-    {"Sid": "StateLock", "Effect": "Allow", "Action": ["s3:PutObject", "s3:DeleteObject"],
-     "Resource": pulumi.Output.concat(state_bucket.arn, "/images/.pulumi/locks/*")},
-    {"Sid": "Kms", "Effect": "Allow", "Action": ["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"], "Resource": key.arn},
+    {"Sid": "Kms", "Effect": "Allow", "Action": ["kms:Decrypt", "kms:DescribeKey"], "Resource": key.arn},
     {"Sid": "Passphrase", "Effect": "Allow", "Action": ["ssm:GetParameters"], "Resource": passphrase_parameter.arn},
     source_ami_parameters(),
     {"Sid": "ResolveSourceAmis", "Effect": "Allow", "Action": EC2_READ, "Resource": "*", "Condition": IN_BUILD_REGIONS},

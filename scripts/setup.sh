@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything goldsmith needs on a fresh Debian 12 machine; idempotent, safe to re-run.
-#   - system tools from apt: qemu, qemu-img, debootstrap, ssh, mkfs tools (and docker + registry with --docker)
-#   - the venv (.venv) with goldsmith and its test dependencies
+#   - system tools from apt: qemu, qemu-img, debootstrap, ssh, mkfs tools, vagrant + vagrant-libvirt (and docker + registry with --docker)
+#   - the venv (.venv) with goldsmith and its test dependencies; actionlint (built from the Go module proxy)
 #   - a Pulumi CLI with the Python language host and dynamic-provider plugin, linked into .venv/bin
 #     (an existing `pulumi` on PATH is used; otherwise built once from the Go module proxy and cached)
 # Prints nothing but progress; after it, `. .venv/bin/activate` gives python, pytest and pulumi.
@@ -32,6 +32,9 @@ have mkfs.ext4 || need_apt+=(e2fsprogs)
 have mkfs.vfat || need_apt+=(dosfstools)
 have mcopy || need_apt+=(mtools)
 have git || need_apt+=(git)
+have shellcheck || need_apt+=(shellcheck)   # actionlint checks the workflows' run: scripts with it
+have vagrant || need_apt+=(vagrant)   # `vagrant box add` checks the boxes the vagrant post-processor writes (offline)
+dpkg -s vagrant-libvirt >/dev/null 2>&1 || need_apt+=(vagrant-libvirt)  # the libvirt provider the boxes are for
 if [ "$WANT_DOCKER" = 1 ]; then
   have dockerd || need_apt+=(docker.io)
   [ -x /usr/bin/docker-registry ] || need_apt+=(docker-registry)
@@ -80,4 +83,14 @@ rm -f .venv/bin/pulumi-resource-pulumi-python
 sed "s|@UPSTREAM@|'$upstream'|" tools/goldsmith-provider-wrapper.sh > .venv/bin/pulumi-resource-pulumi-python
 chmod 0755 .venv/bin/pulumi-resource-pulumi-python
 .venv/bin/pulumi version >/dev/null
+
+# --- actionlint (checks examples/pipelines' GitHub workflow): built once from the Go module proxy --
+ACTIONLINT_VERSION=v1.7.12
+lintdir="${GOLDSMITH_CACHE:-$HOME/.cache/goldsmith}/actionlint/$ACTIONLINT_VERSION"
+if [ ! -x "$lintdir/actionlint" ]; then
+  say "building actionlint $ACTIONLINT_VERSION from the Go module proxy"
+  mkdir -p "$lintdir"
+  GOBIN="$lintdir" "${GO:-$(command -v go 2>/dev/null || echo /usr/local/go/bin/go)}" install "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION"
+fi
+ln -sf "$lintdir/actionlint" .venv/bin/actionlint
 say "ready: $(.venv/bin/pulumi version), $(.venv/bin/python --version), qemu $(qemu-system-x86_64 --version | head -n1 | awk '{print $4}')"

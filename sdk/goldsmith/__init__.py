@@ -51,6 +51,7 @@ from goldsmith_provider.builders.qemu.config import (
     QemuImageSpec,
     UrlSource,
 )
+from goldsmith_provider.postprocessors.vagrant import VagrantBox, VagrantCatalog
 from goldsmith_provider.provisioners import (
     FileProvisioner,
     PackagesProvisioner,
@@ -81,7 +82,7 @@ __all__ = [
     "ConsistencyReport",
     "QemuImage", "QemuImageArgs", "QemuImageSpec",
     "DebootstrapSource", "DiskSource", "UrlSource",
-    "MachineSettings", "OutputSettings", "SshSettings", "BootTest", "Retention",
+    "MachineSettings", "OutputSettings", "SshSettings", "BootTest", "Retention", "VagrantBox", "VagrantCatalog",
     "DockerImage", "DockerImageArgs", "DockerImageSpec",
     "ImageSource", "RootfsSource", "DebootstrapRootfsSource", "ImageConfig", "RegistrySettings",
     "AmiImage", "AmiImageArgs", "AmiImageSpec", "AmiById", "AmiFilter", "AmiFromSsm",

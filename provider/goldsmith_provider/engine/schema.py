@@ -4,7 +4,9 @@ once, each with its property path), identity extraction and docs all come from t
 
 Field kinds understood by :func:`parse`: ``str``, ``int``, ``float``, ``bool``, ``X | None``,
 ``list[X]``, ``dict[str, X]``, ``Literal[...]``, nested spec dataclasses, and unions of spec
-dataclasses told apart by their ``TYPE`` class variable (the ``type`` key of the input).
+dataclasses told apart by their ``TYPE`` class variable (the ``type`` key of the input). A lone
+dataclass with a ``TYPE`` is a union of one (a list that will take more kinds later): its input
+carries the same ``type`` key.
 """
 
 from __future__ import annotations
@@ -156,6 +158,8 @@ def _parse_value(tp: Any, value: Any, ctx: Context, path: str, meta: dict[str, A
             out[k] = _parse_value(val_tp, v, ctx, _join(path, k), meta)
         return out
     if dataclasses.is_dataclass(tp):
+        if hasattr(tp, "TYPE"):
+            return _parse_tagged([tp], value, ctx, path)
         return _parse_dataclass(tp, value, ctx, path)
     if tp is Any:
         return value

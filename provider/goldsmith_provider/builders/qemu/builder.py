@@ -66,6 +66,7 @@ def build_steps(spec: QemuImageSpec) -> list:
         s.StepExportImage(),
         s.StepConvert(),
         s.StepBootTest(),
+        *s.post_processor_steps(spec),
         s.StepFinalize(manifest_document),
     ]
 
@@ -170,7 +171,7 @@ def find_existing(spec: QemuImageSpec, ident: Identity, base_dir: Path, log: Bui
     if not path.exists():
         return None
     manifest = json.loads(path.read_text())
-    if set(manifest.get("artifacts", {})) != set(spec.output.formats) | {"qcow2"}:
+    if set(manifest.get("artifacts", {})) != set(spec.output.formats) | {"qcow2"} | s.post_processor_artifacts(spec):
         return None
     problem = verify_artifacts(manifest)
     if problem:

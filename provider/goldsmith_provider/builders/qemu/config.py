@@ -7,6 +7,7 @@ from typing import ClassVar, Literal, Union
 
 from ...artifacts.fetch import checksum_problem, url_problem
 from ...engine.schema import Context, setting
+from ...postprocessors.vagrant import VagrantBox
 from ...provisioners import Provisioner
 from ..common.spec import DIGEST_PATHS_DOC, BootTest, Retention, SshSettings, absolute_paths_problem, name_problem
 
@@ -68,6 +69,7 @@ class UrlSource:
 
 
 QemuSource = Union[DebootstrapSource, DiskSource, UrlSource]
+QemuPostProcessor = VagrantBox  # a tagged union of one, for now: each entry carries its `type`
 
 
 @dataclass(frozen=True)
@@ -104,8 +106,17 @@ class QemuImageSpec:
     output: OutputSettings = setting(OutputSettings(), doc="Artifacts.")
     generalize: bool = setting(True, doc="Remove host keys, machine-id, logs and caches before the snapshot.")
     boot_test: BootTest = setting(BootTest(), doc="Boot the result once more before accepting it.")
+    post_processors: list[QemuPostProcessor] = setting([], doc="What is made from the finished qcow2 (after the boot test): vagrant (a libvirt box).")
     retention: Retention = setting(Retention(), doc="What happens to previous images.")
     digest_paths: list[str] = setting([], doc=DIGEST_PATHS_DOC, identity=False, check=absolute_paths_problem)
     labels: dict[str, str] = setting({}, doc="Metadata recorded in the manifest (changes update in place).", identity=False)
     description: str = setting("", doc="Free text recorded in the manifest.", identity=False)
     keep_on_error: bool = setting(False, doc="Leave the builder VM and work dir after a failure, for debugging.", identity=False)
+
+    def validate(self, ctx: Context, path: str) -> None:
+        seen: dict[str, int] = {}
+        for i, pp in enumerate(self.post_processors):
+            if pp is not None and pp.TYPE in seen:
+                ctx.error(f"post_processors[{i}]", f"a second {pp.TYPE!r} post-processor (post_processors[{seen[pp.TYPE]}] is one already)")
+            elif pp is not None:
+                seen[pp.TYPE] = i

@@ -267,6 +267,54 @@ class StepBootTest(BaseStep[QemuBuildState]):
         state.log.info(f"boot-test: passed ({len(test.commands) + 1} checks)")
 
 
+class StepPackageVagrantBox(BaseStep[QemuBuildState]):
+    """The vagrant post-processor: the accepted qcow2 packaged as a libvirt box (artifact
+    ``vagrant``), and optionally its Vagrant catalog (artifact ``vagrant_catalog``)."""
+
+    name = "vagrant-box"
+
+    def __init__(self, box) -> None:
+        self.box = box
+
+    def run(self, state: QemuBuildState) -> None:
+        from ...postprocessors.vagrant import catalog_document, package_box
+
+        final = state.artifact_path("box")
+        partial = final.with_name(f".{final.name}.partial")
+        state.partials.append(partial)
+        state.track("partial:vagrant", f"partial artifact {partial}")
+        package_box(self.box, Path(state.artifacts["qcow2"]["partial"]), partial, base_dir=state.base_dir, log=state.log)
+        state.artifacts["vagrant"] = {"path": str(final), "partial": str(partial), "format": "box", "provider": self.box.provider}
+        if self.box.catalog is None:
+            return
+        catalog_final = state.artifact_path("vagrant.json")
+        catalog_partial = catalog_final.with_name(f".{catalog_final.name}.partial")
+        state.partials.append(catalog_partial)
+        state.track("partial:vagrant_catalog", f"partial artifact {catalog_partial}")
+        doc = catalog_document(self.box.catalog, provider=self.box.provider, url=self.box.catalog.url or final.as_uri(),
+                               sha256_hex=sha256_file(partial).split(":", 1)[1])
+        catalog_partial.write_text(json.dumps(doc, indent=2) + "\n")
+        state.artifacts["vagrant_catalog"] = {"path": str(catalog_final), "partial": str(catalog_partial), "format": "json"}
+        state.log.info(f"vagrant: catalog for {self.box.catalog.name} {self.box.catalog.version} written")
+
+    def cleanup(self, state: QemuBuildState) -> None:
+        remove_partials(state)
+
+
+def post_processor_artifacts(spec: QemuImageSpec) -> set[str]:
+    """The artifact keys the post-processors of ``spec`` add to the qcow2 and its conversions."""
+    keys: set[str] = set()
+    for pp in spec.post_processors:
+        keys.add("vagrant")
+        if pp.catalog is not None:
+            keys.add("vagrant_catalog")
+    return keys
+
+
+def post_processor_steps(spec: QemuImageSpec) -> list:
+    return [StepPackageVagrantBox(pp) for pp in spec.post_processors]
+
+
 class StepFinalize(BaseStep[QemuBuildState]):
     """Checksum every artifact, write the manifest, move everything into place: the last side
     effect of a build. The manifest is renamed last, so its presence means a complete image."""

@@ -1,5 +1,5 @@
 """Two small local consumers, so the workload stack deploys something real without cloud providers:
-a container run from the golden Docker image, and a VM disk (a qcow2 overlay backed by the golden
+a job run in a container of the golden Docker image, and a VM disk (a qcow2 overlay backed by the golden
 qcow2, what libvirt or a `qemu-system` command line boots). Cloud consumers use pulumi-aws and
 pulumi-docker in __main__.py."""
 
@@ -21,12 +21,16 @@ class _ContainerProvider(dyn.ResourceProvider):
 
     def create(self, props: dict[str, Any]) -> dyn.CreateResult:
         client = self._client()
+        # A run-once job (its container is removed when it exits, so it never pins an image the images
+        # stack may replace): the output is what it printed.
         container = client.containers.run(props["image"], name=props["name"], detach=True,
                                           network_mode="none", labels={"goldsmith.workload": props["name"]})
-        status = container.wait(timeout=120)
-        output = container.logs().decode()
-        if status.get("StatusCode") != 0:
+        try:
+            status = container.wait(timeout=120)
+            output = container.logs().decode()
+        finally:
             container.remove(force=True)
+        if status.get("StatusCode") != 0:
             raise RuntimeError(f"container {props['name']} exited {status.get('StatusCode')}: {output[-500:]}")
         return dyn.CreateResult(container.id, {**props, "container_id": container.id, "output": output})
 
@@ -44,7 +48,7 @@ class _ContainerProvider(dyn.ResourceProvider):
 
 
 class LocalContainer(dyn.Resource, module="workload", name="LocalContainer"):
-    """Runs the image's command once (it must exit 0) and keeps the container and its output."""
+    """A job: runs the image's command once (it must exit 0) and keeps its output; a new image runs it again."""
 
     container_id: pulumi.Output[str]
     output: pulumi.Output[str]

@@ -146,7 +146,12 @@ class AwsConnection:
     access_key_id: str = setting("", doc="Access key id (otherwise the standard chain).", secret=True)
     secret_access_key: str = setting("", doc="Secret access key, with access_key_id.", secret=True)
     session_token: str = setting("", doc="Session token of temporary credentials.", secret=True)
-    max_attempts: int = setting(8, doc="Attempts per API call (botocore adaptive retries on throttling).", minimum=1, maximum=50, identity=False)
+    max_attempts: int = setting(8, doc="Attempts per API call, the first included: throttling, 5xx answers and dropped "
+                                "connections are retried with exponential backoff and full jitter (at most 20 s apart).",
+                                minimum=1, maximum=50, identity=False)
+    retry_mode: Literal["adaptive", "standard"] = setting(
+        "adaptive", doc="botocore's retry mode: 'standard' (backoff with jitter), or 'adaptive' (the same, and the "
+                        "client also slows its request rate down after throttling).", identity=False)
 
     def validate(self, ctx: Context, path: str) -> None:
         if bool(self.access_key_id) != bool(self.secret_access_key):

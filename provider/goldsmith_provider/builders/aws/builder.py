@@ -62,8 +62,16 @@ def resolve(spec: AmiImageSpec, base_dir: Path) -> tuple[dict[str, Any] | None, 
     if not region:
         return None, [Problem("aws.region", "no region: set aws.region (or the `aws:region` stack config), "
                               "AWS_REGION, or a profile with a region")]
+    from .config import partition_of, region_problem
+
+    if problem := region_problem(region):  # from the environment or a profile: checked like aws.region
+        return None, [Problem("aws.region", f"the region from the environment/profile {problem}")]
     problems = [Problem(f"distribution.regions[{i}]", f"is the build region {region}: the AMI is built there")
                 for i, r in enumerate(spec.distribution.regions) if r == region]
+    problems += [Problem(f"distribution.regions[{i}]", f"{r} is in partition {partition_of(r)}, the build region {region} "
+                         f"in {partition_of(region)}: AMIs cannot be copied across partitions")
+                 for i, r in enumerate(spec.distribution.regions)
+                 if partition_of(r) and partition_of(region) and partition_of(r) != partition_of(region)]
     if problems:
         return None, problems
     aws = Aws(spec.aws, region)

@@ -36,11 +36,11 @@ def test_the_ledger_sums_logs_retried_calls_and_stays_quiet_otherwise():
         "[t] aws: ssm GetParameter (us-east-1): failed (Throttling) after 2 retries (Throttling, Throttling)",
     ]
     summary = ledger.summary()
-    assert summary == {"calls": 4, "retries": 5, "retried_calls": 3, "failed_calls": 1,
+    assert summary == {"calls": 4, "retries": 5, "retried_calls": 3, "error_calls": 1,
                        "by_code": {"503 ServiceUnavailable": 1, "RequestLimitExceeded": 1, "Throttling": 3},
                        "by_operation": {"ec2 CopyImage": 1, "ec2 RunInstances": 2, "ssm GetParameter": 2}}
     assert ledger.summary_line() == ("aws: 4 API calls, 5 retries in 3 of them (503 ServiceUnavailable x1, "
-                                     "RequestLimitExceeded x1, Throttling x3), 1 failed")
+                                     "RequestLimitExceeded x1, Throttling x3), 1 answered with an error")
 
 
 def test_regions_come_from_botocores_own_table_offline():

@@ -151,8 +151,10 @@ def attempt_label(response: Any, exc: BaseException | None) -> str | None:
 class RetryLedger:
     """Every AWS call of one build and the retries botocore made for it, thread-safe.
 
-    ``calls``/``retries`` are totals; ``by_code`` counts the errors that were retried; each call that
-    needed a retry is logged as it completes, so the log shows which API was flaky and why.
+    ``calls``/``retries`` are totals; ``by_code`` counts the errors that were retried; ``error_calls``
+    the calls whose final answer was an error (expected ones included, such as a not-found while
+    polling). Each call that needed a retry is logged as it completes, so the log shows which API was
+    flaky and why.
     """
 
     def __init__(self, log: BuildLog | None = None) -> None:
@@ -161,7 +163,7 @@ class RetryLedger:
         self.calls = 0
         self.retries = 0
         self.retried_calls = 0
-        self.failed_calls = 0
+        self.error_calls = 0
         self.by_code: collections.Counter[str] = collections.Counter()
         self.by_operation: collections.Counter[str] = collections.Counter()
 
@@ -175,7 +177,7 @@ class RetryLedger:
                 self.by_operation[f"{service} {operation}"] += retries
                 self.by_code.update(codes)
             if not ok:
-                self.failed_calls += 1
+                self.error_calls += 1
         if self.log is not None and (retries or (not ok and codes)):
             plural = "retry" if retries == 1 else "retries"
             why = f" ({', '.join(codes)})" if codes else ""
@@ -185,14 +187,14 @@ class RetryLedger:
     def summary(self) -> dict[str, Any]:
         with self._lock:
             return {"calls": self.calls, "retries": self.retries, "retried_calls": self.retried_calls,
-                    "failed_calls": self.failed_calls, "by_code": dict(sorted(self.by_code.items())),
+                    "error_calls": self.error_calls, "by_code": dict(sorted(self.by_code.items())),
                     "by_operation": dict(sorted(self.by_operation.items()))}
 
     def summary_line(self) -> str:
         s = self.summary()
         codes = ", ".join(f"{code} x{n}" for code, n in s["by_code"].items())
         return (f"aws: {s['calls']} API calls, {s['retries']} retries in {s['retried_calls']} of them"
-                + (f" ({codes})" if codes else "") + (f", {s['failed_calls']} failed" if s["failed_calls"] else ""))
+                + (f" ({codes})" if codes else "") + (f", {s['error_calls']} answered with an error" if s["error_calls"] else ""))
 
     def attach(self, client: Any) -> None:
         """Count this client's retries: each attempt's outcome is noted in botocore's request context

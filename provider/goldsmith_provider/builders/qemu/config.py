@@ -94,8 +94,11 @@ def detect_format(head: bytes) -> str:
 
 def disk_format_problem(path: Path, declared: str) -> str | None:
     """Does the file's content match the declared format? Reads the first 32 bytes, nothing else."""
-    with open(path, "rb") as f:
-        head = f.read(32)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(32)
+    except OSError as exc:
+        return f"cannot read {path.name}: {exc.strerror}"
     if not head:
         return f"{path.name} is empty: not a disk image"
     found = detect_format(head)
@@ -109,8 +112,11 @@ def virtual_size(path: Path, fmt: str) -> int:
     if fmt == "raw":
         return path.stat().st_size
     if fmt == "qcow2":
-        with open(path, "rb") as f:
-            head = f.read(32)
+        try:
+            with open(path, "rb") as f:
+                head = f.read(32)
+        except OSError:
+            return 0
         return struct.unpack(">Q", head[24:32])[0] if len(head) >= 32 else 0
     return 0
 

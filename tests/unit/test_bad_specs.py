@@ -154,3 +154,16 @@ def test_the_bases_are_valid(kind, sandbox):
     project, _ = sandbox
     result = PROVIDERS[kind]().check({}, dict(BASES[kind], base_dir=str(project)))
     assert result.failures == [] and len(result.inputs["fingerprint"]) == 64
+
+
+@pytest.mark.parametrize("kind,spec", [
+    ("qemu", {"source": {"type": "disk", "path": "images/core-base-0123456789ab.qcow2"}}),  # another image's output
+    ("qemu", {"source": {"type": "disk", "path": "disk.qcow2"}, "machine": {"disk_size_gb": 8}}),  # same size: fine
+    ("docker", {"source": {"type": "image", "ref": "goldsmith/app:v2"}}),  # another tag of the repository
+    ("docker", {"source": {"type": "image", "ref": "goldsmith/base:latest"}}),
+])
+def test_near_misses_of_the_cycle_and_size_checks_are_accepted(kind, spec, sandbox):
+    project, _ = sandbox
+    (project / "images" / "core-base-0123456789ab.qcow2").write_bytes((project / "disk.qcow2").read_bytes())
+    result = PROVIDERS[kind]().check({}, dict(BASES[kind], **spec, base_dir=str(project)))
+    assert result.failures == [], [(f.property, f.reason) for f in result.failures]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import fnmatch
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,7 +181,8 @@ class QemuImageSpec:
             elif grow and grow << 30 < (size := virtual_size(src, self.source.format)):
                 ctx.error(at("machine.disk_size_gb"), f"{grow} GiB is smaller than the source disk ({size / 2**30:.1f} GiB): "
                           "disks only grow (0 keeps the source's size)")
-            if src.resolve().parent == out.resolve() and fnmatch.fnmatchcase(src.name, f"{self.name}-*"):
+            own = re.compile(rf"^{re.escape(self.name)}-[0-9a-f]{{12}}\.({'|'.join(OUTPUT_FORMATS)})$")
+            if src.resolve().parent == out.resolve() and own.match(src.name):
                 ctx.error(at("source.path"), f"is this image's own output ({self.output.directory}/{self.name}-<fingerprint>"
                           f".<format>): an image cannot start from itself (each build would start from the previous "
                           "one and never converge, and replacing it deletes its own source); give the base its own "

@@ -107,3 +107,23 @@ def test_backoff_delays_grow_with_jitter_up_to_the_cap():
         assert cap / 2 <= delay <= cap
     assert len(set(delays)) == len(delays)  # jittered: no two equal
     assert max(delays) <= 3.0 and delays[-1] >= 1.5
+
+
+def test_a_cancelled_build_stops_waiting(sshd, tmp_path):
+    from goldsmith_provider.engine import cancel
+
+    log = BuildLog("t", None, console=io.StringIO())
+    attempts = itertools.count()
+
+    def sleep(_seconds):
+        if next(attempts) == 1:
+            cancel.cancel("a sibling target failed")
+
+    try:
+        with FlakyFront(sshd.port, refusing=True) as front:
+            comm = comm_via(sshd, front.port)
+            with pytest.raises(cancel.BuildCancelled, match="a sibling target failed"):
+                comm.wait_ready(timeout=600, log=log, sleep=sleep)
+    finally:
+        cancel.reset()
+    assert next(attempts) == 2  # stopped right after the cancel, not at the 600 s deadline

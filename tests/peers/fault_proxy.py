@@ -36,7 +36,8 @@ def operation_of(headers, body: bytes) -> str:
     target = headers.get("X-Amz-Target")
     if target:
         prefix, _, op = target.rpartition(".")
-        return f"{prefix.split('_')[0].lower() or 'json'}:{op}"
+        service = prefix.split("_")[0].removeprefix("Amazon").removeprefix("AWS").lower()  # AmazonSSM -> ssm
+        return f"{service or 'json'}:{op}"
     fields = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
     action = (fields.get("Action") or ["?"])[0]
     auth = headers.get("Authorization", "")

@@ -105,3 +105,22 @@ def test_an_ami_build_through_the_fault_proxy_succeeds_and_reports_its_retries(m
             print(f"\nfault proxy: {injected} faults injected over {retries['calls']} AWS calls: {by_op}")
         finally:
             builder.delete(outputs, keep_previous=0, log=tee_log)  # its endpoint is the proxy (still injecting)
+
+
+def test_check_time_source_lookups_ride_out_faults_too(moto_server, tmp_path):
+    """`check` resolves the source AMI (SSM: JSON protocol; DescribeImages: EC2 query protocol) through
+    the proxy, every first attempt faulted: it still resolves the same AMI as without faults."""
+    from goldsmith_provider.dynamic.aws import AwsImageProvider
+    from peers.moto_server import BASE_AMI
+
+    moto_server.client("ssm").put_parameter(Name="/goldsmith/it/faults-ami", Value=BASE_AMI, Type="String",
+                                            DataType="aws:ec2:image", Overwrite=True)
+    with FaultProxy(moto_server.url, rate=1.0, seed=3) as proxy:  # every op's first attempt, never twice in a row
+        props = {"name": "faults", "source": {"type": "ssm", "parameter": "/goldsmith/it/faults-ami"},
+                 "provisioners": [{"type": "shell", "inline": ["true"]}], "communicator": {"cidrs": ["10.0.0.0/8"]},
+                 "aws": {**moto_server.connection(REGION), "endpoint_url": proxy.url}, "base_dir": str(tmp_path)}
+        result = AwsImageProvider().check({}, props)
+        injected = dict(proxy.injected)
+    assert result.failures == [], [(f.property, f.reason) for f in result.failures]
+    assert result.inputs["resolved"]["source_ami_id"] == BASE_AMI
+    assert injected == {"ssm:GetParameter": 1, "ec2:DescribeImages": 1}

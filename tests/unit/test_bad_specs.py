@@ -83,8 +83,6 @@ class SideEffects:
             effects.connects.append(address)
             raise OSError(f"check must not connect anywhere (tried {address})")
 
-        real_popen_init = subprocess.Popen.__init__
-
         def popen(self, args, *a, **kw):
             effects.processes.append(args)
             raise OSError(f"check must not start processes (tried {args})")
@@ -92,7 +90,6 @@ class SideEffects:
         monkeypatch.setattr(socket.socket, "connect", connect)
         monkeypatch.setattr(socket.socket, "connect_ex", connect)
         monkeypatch.setattr(subprocess.Popen, "__init__", popen)
-        self._restore = real_popen_init
 
 
 @pytest.fixture

@@ -164,3 +164,15 @@ def test_near_misses_of_the_cycle_and_size_checks_are_accepted(kind, spec, sandb
     (project / "images" / "core-base-0123456789ab.qcow2").write_bytes((project / "disk.qcow2").read_bytes())
     result = PROVIDERS[kind]().check({}, dict(BASES[kind], **spec, base_dir=str(project)))
     assert result.failures == [], [(f.property, f.reason) for f in result.failures]
+
+
+def test_type_errors_never_echo_the_value(sandbox):
+    """A secret given in the wrong shape must not appear in the failure the console prints."""
+    project, _ = sandbox
+    props = dict(BASES["qemu"], base_dir=str(project),
+                 provisioners=[{"type": "shell", "inline": ["true"], "secret_env": "TOKEN=hunter2-s3cret"}])
+    result = QemuImageProvider().check({}, props)
+    assert [(f.property, f.reason) for f in result.failures] == [("provisioners[0].secret_env", "must be a map, got a string")]
+    props["provisioners"][0]["secret_env"] = {"TOKEN": 123456789}
+    result = QemuImageProvider().check({}, props)
+    assert [(f.property, f.reason) for f in result.failures] == [("provisioners[0].secret_env.TOKEN", "must be a string, got a number")]

@@ -94,6 +94,19 @@ def _type_name(tp: Any) -> str:
     return str(tp)
 
 
+def _got(value: Any) -> str:
+    """What the input holds, in the user's terms (the engine sends every number as a float). Never the
+    value itself: the field may be a secret."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    for kind, name in ((str, "a string"), ((list, tuple), "a list"), (dict, "a map")):
+        if isinstance(value, kind):
+            return name
+    return "nothing" if value is None else type(value).__name__
+
+
 def _is_union(tp: Any) -> bool:
     return typing.get_origin(tp) in (Union, types.UnionType)
 
@@ -140,14 +153,14 @@ def _parse_value(tp: Any, value: Any, ctx: Context, path: str, meta: dict[str, A
         return value
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            ctx.error(path, f"must be a list, got {type(value).__name__}")
+            ctx.error(path, f"must be a list, got {_got(value)}")
             return None
         (item_tp, *_rest) = typing.get_args(tp) or (Any,)
         items = [_parse_value(item_tp, v, ctx, _join(path, i), meta) for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if origin is dict:
         if not isinstance(value, dict):
-            ctx.error(path, f"must be a map, got {type(value).__name__}")
+            ctx.error(path, f"must be a map, got {_got(value)}")
             return None
         _, val_tp = typing.get_args(tp) or (str, Any)
         out = {}
@@ -163,12 +176,12 @@ def _parse_value(tp: Any, value: Any, ctx: Context, path: str, meta: dict[str, A
         return value
     if tp is bool:
         if not isinstance(value, bool):
-            ctx.error(path, f"must be a boolean, got {type(value).__name__}")
+            ctx.error(path, f"must be a boolean, got {_got(value)}")
             return None
         return value
     if tp in (int, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            ctx.error(path, f"must be {_type_name(tp)}, got {type(value).__name__}")
+            ctx.error(path, f"must be {_type_name(tp)}, got {_got(value)}")
             return None
         if isinstance(value, float) and not math.isfinite(value):
             ctx.error(path, f"must be a finite number, got {value}")
@@ -186,7 +199,7 @@ def _parse_value(tp: Any, value: Any, ctx: Context, path: str, meta: dict[str, A
         return value
     if tp is str:
         if not isinstance(value, str):
-            ctx.error(path, f"must be a string, got {type(value).__name__}")
+            ctx.error(path, f"must be a string, got {_got(value)}")
             return None
         return value
     raise TypeError(f"schema: unsupported field type {tp!r} at {path}")  # a programming error
@@ -208,7 +221,7 @@ def _parse_tagged(classes: list[type], value: Any, ctx: Context, path: str) -> A
 
 def _parse_dataclass(cls: type, value: Any, ctx: Context, path: str) -> Any:
     if not isinstance(value, dict):
-        ctx.error(path, f"must be an object, got {type(value).__name__}")
+        ctx.error(path, f"must be an object, got {_got(value)}")
         return None
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in value:

@@ -107,7 +107,7 @@ def test_an_ami_build_through_the_fault_proxy_succeeds_and_reports_its_retries(m
             builder.delete(outputs, keep_previous=0, log=tee_log)  # its endpoint is the proxy (still injecting)
 
 
-def test_check_time_source_lookups_ride_out_faults_too(moto_server, tmp_path):
+def test_check_time_source_lookups_ride_out_faults_too(moto_server, tmp_path, capfd):
     """`check` resolves the source AMI (SSM: JSON protocol; DescribeImages: EC2 query protocol) through
     the proxy, every first attempt faulted: it still resolves the same AMI as without faults."""
     from goldsmith_provider.dynamic.aws import AwsImageProvider
@@ -124,3 +124,6 @@ def test_check_time_source_lookups_ride_out_faults_too(moto_server, tmp_path):
     assert result.failures == [], [(f.property, f.reason) for f in result.failures]
     assert result.inputs["resolved"]["source_ami_id"] == BASE_AMI
     assert injected == {"ssm:GetParameter": 1, "ec2:DescribeImages": 1}
+    console = capfd.readouterr().err  # the provider's stderr: the Pulumi console
+    assert "[faults] aws: ssm GetParameter (us-east-1): succeeded after 1 retry" in console
+    assert "[faults] aws: ec2 DescribeImages (us-east-1): succeeded after 1 retry" in console

@@ -74,7 +74,7 @@ def resolve(spec: AmiImageSpec, base_dir: Path) -> tuple[dict[str, Any] | None, 
                  if partition_of(r) and partition_of(region) and partition_of(r) != partition_of(region)]
     if problems:
         return None, problems
-    aws = Aws(spec.aws, region)
+    aws = Aws(spec.aws, region, log=BuildLog(spec.name))  # a lookup that needed retries says so on the console
     try:
         source = resolve_source(spec.source, ec2=aws.ec2(), ssm_client=lambda: aws.client("ssm"), region=region)
     except SourceNotFound as exc:

@@ -21,6 +21,7 @@ def qemu_props(name: str, out: Path, *, boot_test: bool = False) -> dict:
         "provisioners": [{"type": "shell", "inline": ["echo fault-matrix > /etc/fault-matrix"]}],
         "output": {"directory": str(out), "formats": ["qcow2", "raw"]},  # raw: the convert step has work to do
         "boot_test": {"enabled": boot_test, "commands": ["test -f /etc/fault-matrix"]},
+        "post_processors": [{"type": "vagrant", "compression_level": 0}],  # the vagrant-box step too (uncompressed: fast)
     }
 
 

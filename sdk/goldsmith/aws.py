@@ -15,7 +15,7 @@ from ._props import resource_props
 
 OUTPUTS = ("image_id", "ami_id", "ami_ids", "ami_name", "region", "snapshot_ids", "source_ami_id", "source_ami",
            "resolved", "fingerprint", "input_digests", "rebuild_reasons", "packages", "package_count", "path_digests", "provenance",
-           "timings", "adopted", "aws", "build_log")
+           "timings", "api_retries", "adopted", "aws", "build_log")
 
 
 def _stack_defaults(props: dict[str, Any], resource_name: str) -> None:
@@ -56,6 +56,7 @@ class AmiImage(pulumi.dynamic.Resource, module="goldsmith", name="AmiImage"):
     path_digests: pulumi.Output[dict]
     provenance: pulumi.Output[dict]
     timings: pulumi.Output[dict]
+    api_retries: pulumi.Output[dict]  # botocore's retries of the build's AWS calls: totals, by error code
     adopted: pulumi.Output[bool]
     build_log: pulumi.Output[str]
 

@@ -43,6 +43,19 @@ def url_problem(url: str) -> str | None:
     return None
 
 
+def local_url_problem(url: str) -> str | None:
+    """A file:// URL is on this machine: it must exist now (checked at preview, read-only)."""
+    parsed = urllib.parse.urlparse(url)
+    if parsed.scheme != "file":
+        return None
+    local = Path(urllib.parse.unquote(parsed.path))
+    if not local.exists():
+        return f"file not found: {local}"
+    if not local.is_file():
+        return f"must name a file, but {local} is a directory"
+    return None
+
+
 def cache_path(cache_root: Path, checksum: str) -> Path:
     algo, hexd = checksum.split(":", 1)
     return Path(cache_root) / "artifacts" / algo / hexd

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import io
 import logging
+import random
 import shlex
 import socket
 import time
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Iterator, Mapping
 
 from ..engine import cancel
 from ..engine.errors import CommandError, GoldsmithError
@@ -32,6 +33,23 @@ STALL_TIMEOUT = 300.0  # an upload fails when the guest accepts no data for this
 # logging's last-resort handler): that is expected, and the retry loop reports the last error itself.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 logging.getLogger("paramiko").propagate = False
+
+
+# Waiting for sshd: the first retry after ~0.5 s, doubling up to 3 s apart (a booting TCG guest takes 40 s).
+BACKOFF_FIRST_S = 0.5
+BACKOFF_MAX_S = 3.0
+
+
+def backoff_delays(first: float = BACKOFF_FIRST_S, cap: float = BACKOFF_MAX_S, *,
+                   rng: random.Random | None = None) -> Iterator[float]:
+    """Exponential backoff with "equal jitter": the n-th delay is uniform in [d/2, d] for
+    d = min(cap, first * 2**(n-1)), so retries spread out and never synchronize, yet always wait."""
+    rng = rng or random.Random()
+    n = 0
+    while True:
+        d = min(cap, first * 2 ** n)
+        yield d / 2 + rng.random() * d / 2
+        n += 1
 
 
 class HostKeyMismatch(GoldsmithError):
@@ -137,34 +155,55 @@ class SshCommunicator(Communicator):
             raise
         return jump, channel
 
-    def wait_ready(self, *, timeout: float, log: BuildLog, alive=lambda: True) -> float:
+    def wait_ready(self, *, timeout: float, log: BuildLog, alive=lambda: True,
+                   sleep=cancel.sleep, clock=time.monotonic, rng: random.Random | None = None) -> float:
         """Retry connecting until the guest's sshd answers with the expected key; returns seconds waited.
 
-        ``alive`` lets the caller stop early when the VM process has died.
+        Between attempts: exponential backoff with jitter (:func:`backoff_delays`), never sleeping past
+        the deadline. Every failed attempt is logged to the file, and to the console whenever the kind
+        of failure changes (refused -> banner -> auth...). A wrong host key stops at once; so does
+        ``alive()`` turning False (the VM or instance died). At the deadline the error names the target,
+        the number of attempts and the last failure.
         """
         import paramiko
 
-        start = time.monotonic()
+        t = self.target
+        where = f"{self.user}@{t.host}:{t.port}"
+        start = clock()
         deadline = start + timeout
         last: BaseException | None = None
+        last_kind = ""
+        delays = backoff_delays(rng=rng)
         attempts = 0
-        while time.monotonic() < deadline:
-            cancel.check()
+        while True:
+            cancel.check()  # a cancelled build does not wait out the deadline
             if not alive():
                 raise GoldsmithError("the builder VM exited before SSH came up", hint="see the serial console log")
             attempts += 1
             try:
                 self.connect()
-                waited = time.monotonic() - start
-                log.info(f"ssh: connected as {self.user}@{self.target.host}:{self.target.port} after {waited:.1f}s "
-                         f"({attempts} attempts, host key verified)")
+                waited = clock() - start
+                log.info(f"ssh: connected as {where} after {waited:.1f}s "
+                         f"({attempts} attempt{'s' if attempts != 1 else ''}, host key verified)")
                 return waited
             except HostKeyMismatch:
                 raise
             except (OSError, EOFError, paramiko.SSHException, socket.timeout) as exc:
                 last = exc
-                cancel.sleep(2)
-        raise GoldsmithError(f"SSH did not come up within {timeout:.0f}s (last error: {last})",
+            remaining = deadline - clock()
+            if remaining <= 0:
+                break
+            delay = min(next(delays), remaining)
+            kind = type(last).__name__
+            line = f"ssh: attempt {attempts} to {where} failed ({kind}: {last}); retrying in {delay:.1f}s"
+            if kind != last_kind:
+                log.info(line)
+                last_kind = kind
+            else:
+                log.debug(line)
+            sleep(delay)
+        raise GoldsmithError(f"SSH to {where} did not come up within {timeout:.0f}s ({attempts} attempts; "
+                             f"last error: {type(last).__name__}: {last})",
                              hint="check the guest's serial console log; raise communicator.timeout_s")
 
     def reconnect(self, *, timeout: float, log: BuildLog | None = None, alive=lambda: True) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import MISSING, dataclass, field
@@ -30,7 +31,7 @@ def setting(
     doc: str,
     identity: bool = True,
     secret: bool = False,
-    local_path: bool = False,
+    local_path: bool | Literal["file"] = False,
     minimum: float | None = None,
     maximum: float | None = None,
     check: Callable[[Any], str | None] | None = None,
@@ -40,7 +41,8 @@ def setting(
     identity: the field's value is part of the fingerprint (a change means rebuild).
     secret: never in the fingerprint, masked in every log line, never echoed into outputs.
     local_path: a file or directory on the machine running Pulumi, resolved against the project
-        directory; its *content digest* (not its path) is part of the identity.
+        directory; its *content digest* (not its path) is part of the identity. ``"file"``: it must
+        be a regular file (a disk image, a tarball, a script), not a directory.
     check: a validator of the field's own value, returning why it is wrong or None; it runs even
         when sibling fields have problems, so every error is reported at once.
     """
@@ -94,6 +96,19 @@ def _type_name(tp: Any) -> str:
     return str(tp)
 
 
+def _got(value: Any) -> str:
+    """What the input holds, in the user's terms (the engine sends every number as a float). Never the
+    value itself: the field may be a secret."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    for kind, name in ((str, "a string"), ((list, tuple), "a list"), (dict, "a map")):
+        if isinstance(value, kind):
+            return name
+    return "nothing" if value is None else type(value).__name__
+
+
 def _is_union(tp: Any) -> bool:
     return typing.get_origin(tp) in (Union, types.UnionType)
 
@@ -140,14 +155,14 @@ def _parse_value(tp: Any, value: Any, ctx: Context, path: str, meta: dict[str, A
         return value
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            ctx.error(path, f"must be a list, got {type(value).__name__}")
+            ctx.error(path, f"must be a list, got {_got(value)}")
             return None
         (item_tp, *_rest) = typing.get_args(tp) or (Any,)
         items = [_parse_value(item_tp, v, ctx, _join(path, i), meta) for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if origin is dict:
         if not isinstance(value, dict):
-            ctx.error(path, f"must be a map, got {type(value).__name__}")
+            ctx.error(path, f"must be a map, got {_got(value)}")
             return None
         _, val_tp = typing.get_args(tp) or (str, Any)
         out = {}
@@ -165,12 +180,15 @@ def _parse_value(tp: Any, value: Any, ctx: Context, path: str, meta: dict[str, A
         return value
     if tp is bool:
         if not isinstance(value, bool):
-            ctx.error(path, f"must be a boolean, got {type(value).__name__}")
+            ctx.error(path, f"must be a boolean, got {_got(value)}")
             return None
         return value
     if tp in (int, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            ctx.error(path, f"must be {_type_name(tp)}, got {type(value).__name__}")
+            ctx.error(path, f"must be {_type_name(tp)}, got {_got(value)}")
+            return None
+        if isinstance(value, float) and not math.isfinite(value):
+            ctx.error(path, f"must be a finite number, got {value}")
             return None
         if tp is int:
             if isinstance(value, float) and not value.is_integer():
@@ -185,7 +203,7 @@ def _parse_value(tp: Any, value: Any, ctx: Context, path: str, meta: dict[str, A
         return value
     if tp is str:
         if not isinstance(value, str):
-            ctx.error(path, f"must be a string, got {type(value).__name__}")
+            ctx.error(path, f"must be a string, got {_got(value)}")
             return None
         return value
     raise TypeError(f"schema: unsupported field type {tp!r} at {path}")  # a programming error
@@ -207,7 +225,7 @@ def _parse_tagged(classes: list[type], value: Any, ctx: Context, path: str) -> A
 
 def _parse_dataclass(cls: type, value: Any, ctx: Context, path: str) -> Any:
     if not isinstance(value, dict):
-        ctx.error(path, f"must be an object, got {type(value).__name__}")
+        ctx.error(path, f"must be an object, got {_got(value)}")
         return None
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in value:
@@ -225,17 +243,20 @@ def _parse_dataclass(cls: type, value: Any, ctx: Context, path: str) -> Any:
             if f.default is MISSING and f.default_factory is MISSING:  # type: ignore[misc]
                 ctx.error(sub, "is required")
             continue
+        field_before = len(ctx.problems)
         parsed = _parse_value(tps[name], value[name], ctx, sub, dict(f.metadata))
-        if parsed is not None and f.metadata.get("check") is not None:
+        # The field's own check sees only a value that parsed whole (a map with one bad value holds a None).
+        if parsed is not None and f.metadata.get("check") is not None and len(ctx.problems) == field_before:
             if (problem := f.metadata["check"](parsed)) is not None:
                 ctx.error(sub, problem)
         if f.metadata.get("local_path") and parsed is not None:
-            local_paths.append((parsed, sub))
+            required = f.default is MISSING and f.default_factory is MISSING  # type: ignore[misc]
+            local_paths.append((parsed, sub, f.metadata["local_path"], required))
         kwargs[name] = parsed
     if len(ctx.problems) > before:
         return None
-    for parsed, sub in local_paths:  # a missing file does not stop the semantic checks below
-        _check_local_paths(parsed, ctx, sub)
+    for parsed, sub, kind, required in local_paths:  # a missing file does not stop the semantic checks below
+        _check_local_paths(parsed, ctx, sub, kind=kind, required=required)
     try:
         obj = cls(**kwargs)
     except (TypeError, ValueError) as exc:  # a dataclass __post_init__ may refuse a combination
@@ -251,15 +272,24 @@ def _optional(tp: Any) -> bool:
     return _is_union(tp) and type(None) in typing.get_args(tp)
 
 
-def _check_local_paths(value: Any, ctx: Context, path: str) -> None:
+def _check_local_paths(value: Any, ctx: Context, path: str, *, kind: Any = True, required: bool = False) -> None:
+    """Local paths must exist (read-only checks: stat, never a write). An empty string is "unset" for
+    an optional field (its validate() decides) and an error for a required one or in a list."""
     if isinstance(value, str):
         if "://" in value:
             return  # a URL; the field's own validate() decides whether URLs are allowed
-        if not ctx.resolve(value).exists():
+        if not value.strip():
+            if required:
+                ctx.error(path, "must not be empty")
+            return
+        resolved = ctx.resolve(value)
+        if not resolved.exists():
             ctx.error(path, f"file not found: {value} (resolved against {ctx.base_dir})")
+        elif kind == "file" and not resolved.is_file():
+            ctx.error(path, f"must be a file, but {value} is a {'directory' if resolved.is_dir() else 'special file'}")
     elif isinstance(value, (list, tuple)):
         for i, v in enumerate(value):
-            _check_local_paths(v, ctx, _join(path, i))
+            _check_local_paths(v, ctx, _join(path, i), kind=kind, required=True)
 
 
 def parse_or_raise(cls: type, data: Any, base_dir: Path) -> Any:

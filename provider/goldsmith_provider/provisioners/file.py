@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ..artifacts.fetch import checksum_problem, fetch, url_problem
+from ..artifacts.fetch import checksum_problem, fetch, local_url_problem, url_problem
 from ..engine.schema import Context, setting
 from .base import ProvisionContext
 
@@ -30,7 +30,7 @@ class FileProvisioner:
         if bool(self.source) == bool(self.url):
             ctx.error(path, "set exactly one of `source` (a local path) or `url` (an artifact)")
         if self.url:
-            if problem := url_problem(self.url):
+            if problem := url_problem(self.url) or local_url_problem(self.url):
                 ctx.error(f"{path}.url", problem)
             if not self.checksum:
                 ctx.error(f"{path}.checksum", "is required with `url` (the artifact's identity)")

@@ -16,7 +16,7 @@ class ShellProvisioner:
     TYPE: ClassVar[str] = "shell"
 
     inline: list[str] = setting([], doc="Commands run in order by one `sh -e` script.")
-    scripts: list[str] = setting([], doc="Local scripts uploaded and run in order (after `inline`).", local_path=True)
+    scripts: list[str] = setting([], doc="Local scripts uploaded and run in order (after `inline`).", local_path="file")
     env: dict[str, str] = setting({}, doc="Environment variables for the commands (part of the fingerprint).")
     secret_env: dict[str, str] = setting({}, doc="Secret environment variables: masked in logs, never in the "
                                          "fingerprint, passed through a file removed before the command runs.", secret=True)
@@ -29,9 +29,14 @@ class ShellProvisioner:
     def validate(self, ctx: Context, path: str) -> None:
         if not self.inline and not self.scripts:
             ctx.error(path, "a shell provisioner needs `inline` commands or `scripts`")
-        for key in list(self.env) + list(self.secret_env):
-            if not key.replace("_", "a").isalnum() or key[0].isdigit():
-                ctx.error(f"{path}.env.{key}", "is not a valid environment variable name")
+        for field_name in ("env", "secret_env"):
+            for key in getattr(self, field_name):
+                if not key.replace("_", "a").isalnum() or key[0].isdigit():
+                    ctx.error(f"{path}.{field_name}.{key}", "is not a valid environment variable name")
+        for key in sorted(set(self.env) & set(self.secret_env)):
+            ctx.error(f"{path}.secret_env.{key}", "is also set in `env`: set it in one of them")
+        if not self.interpreter.strip():
+            ctx.error(f"{path}.interpreter", "must not be empty (e.g. '/bin/sh -e')")
 
     def describe(self) -> str:
         return self.name or (f"shell: {len(self.inline)} inline command(s)" if self.inline else f"shell: {', '.join(self.scripts)}")

@@ -62,11 +62,19 @@ def resolve(spec: AmiImageSpec, base_dir: Path) -> tuple[dict[str, Any] | None, 
     if not region:
         return None, [Problem("aws.region", "no region: set aws.region (or the `aws:region` stack config), "
                               "AWS_REGION, or a profile with a region")]
+    from .config import partition_of, region_problem
+
+    if problem := region_problem(region):  # from the environment or a profile: checked like aws.region
+        return None, [Problem("aws.region", f"the region from the environment/profile {problem}")]
     problems = [Problem(f"distribution.regions[{i}]", f"is the build region {region}: the AMI is built there")
                 for i, r in enumerate(spec.distribution.regions) if r == region]
+    problems += [Problem(f"distribution.regions[{i}]", f"{r} is in partition {partition_of(r)}, the build region {region} "
+                         f"in {partition_of(region)}: AMIs cannot be copied across partitions")
+                 for i, r in enumerate(spec.distribution.regions)
+                 if partition_of(r) and partition_of(region) and partition_of(r) != partition_of(region)]
     if problems:
         return None, problems
-    aws = Aws(spec.aws, region)
+    aws = Aws(spec.aws, region, log=BuildLog(spec.name))  # a lookup that needed retries says so on the console
     try:
         source = resolve_source(spec.source, ec2=aws.ec2(), ssm_client=lambda: aws.client("ssm"), region=region)
     except SourceNotFound as exc:
@@ -134,7 +142,7 @@ def new_state(spec: AmiImageSpec, ident: AwsIdentity, base_dir: Path, log: Build
     region = ident.resolved["region"]
     build_id = new_build_id()
     state = s.AwsBuildState(name=spec.name, build_id=build_id, fingerprint=ident.fingerprint, log=log, spec=spec,
-                            base_dir=base_dir, cache_root=cache_root(), aws=Aws(spec.aws, region), region=region,
+                            base_dir=base_dir, cache_root=cache_root(), aws=Aws(spec.aws, region, log=log), region=region,
                             resolved=ident.resolved, source=dict(ident.resolved["source"]),
                             ami_name=ami_name(spec, ident.fingerprint))
     state.owner_tags = owner_tags(build_id, stack=spec.stack, project=spec.project, resource=spec.resource, name=spec.name)
@@ -154,7 +162,10 @@ def build(spec: AmiImageSpec, ident: Identity, *, base_dir: Path, log: BuildLog)
         log.info(f"build {state.build_id}: fingerprint {ident.short}, {len(spec.provisioners)} provisioner(s), "
                  f"{state.region}{' + ' + ', '.join(spec.distribution.regions) if spec.distribution.regions else ''}")
         steps = build_steps(spec)
-    run_steps(steps, state, keep_on_error=spec.keep_on_error)
+    try:
+        run_steps(steps, state, keep_on_error=spec.keep_on_error)
+    finally:
+        log.info(state.aws.retries.summary_line())
     total = time.monotonic() - started
     timings = state.outputs.get("timings", {})
     timings["provision_s"] = round(sum(v for k, v in state.timings.items() if k.startswith("provision[")), 1)
@@ -222,6 +233,7 @@ def outputs_of(state: s.AwsBuildState, timings: dict[str, Any]) -> dict[str, Any
         "timings": timings,
         "adopted": state.adopted,
         "aws": state.aws.settings_output(),
+        "api_retries": state.aws.retries.summary(),  # botocore's retries of this build's AWS calls
     }
 
 
@@ -251,7 +263,7 @@ def update_metadata(outputs: dict[str, Any], spec: AmiImageSpec) -> dict[str, An
     """In place: description, tags, copy regions (new ones copied, dropped ones removed), launch
     permissions and deprecation. Returns the outputs that changed (AMI and snapshot ids)."""
     log = BuildLog(spec.name)
-    aws = Aws(spec.aws, outputs["region"])
+    aws = Aws(spec.aws, outputs["region"], log=log)
     primary_region = outputs["region"]
     amis = dict(outputs.get("ami_ids") or {})
     snapshots = {r: list(v) for r, v in (outputs.get("snapshot_ids") or {}).items()}

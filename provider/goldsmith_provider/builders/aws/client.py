@@ -5,11 +5,20 @@ through the same loop, which never assumes either).
 
 boto3 sessions are not thread-safe: :class:`Aws` makes a new session for every client it hands to
 another thread (:meth:`Aws.new_client`); the clients it caches are for the calling thread only.
+
+Transient faults (throttling, 5xx, dropped connections) are botocore's own retries: a bounded number
+of attempts (``aws.max_attempts``, counting the first) with exponential backoff and full jitter
+(``aws.retry_mode``: "standard", or "adaptive" which also slows the client down after throttling).
+They are made visible: every client :class:`Aws` makes reports each call's retries to the build's
+:class:`RetryLedger`, which logs them ("ec2 RunInstances (us-east-1): succeeded after 2 retries
+(503 ServiceUnavailable, Throttling)") and sums them for the build's outputs.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import http.client
 import os
 import socket
 import threading
@@ -49,6 +58,12 @@ HINTS = {
     "ProfileNotFound": "the profile is not in ~/.aws/config: check aws.profile / AWS_PROFILE",
     "EndpointConnectionError": "the endpoint is unreachable: check aws.endpoint_url / AWS_ENDPOINT_URL and the network",
     "ParameterNotFound": "the SSM parameter does not exist in this region",
+    "RequestLimitExceeded": "AWS throttled every attempt: retry later, or raise aws.max_attempts",
+    "Throttling": "AWS throttled every attempt: retry later, or raise aws.max_attempts",
+    "ThrottlingException": "AWS throttled every attempt: retry later, or raise aws.max_attempts",
+    "Unavailable": "the service answered 503 to every attempt: retry later, or raise aws.max_attempts",
+    "503": "the endpoint answered 503 to every attempt: retry later, or raise aws.max_attempts",
+    "InternalError": "AWS failed internally on every attempt: retry later",
 }
 
 
@@ -79,7 +94,9 @@ def aws_errors(what: str) -> Iterator[None]:
         yield
     except ClientError as exc:
         err = exc.response.get("Error", {})
-        raise AwsError(what, str(err.get("Code", "ClientError")), str(err.get("Message", exc))) from exc
+        retries = int((exc.response.get("ResponseMetadata") or {}).get("RetryAttempts") or 0)
+        message = str(err.get("Message", exc)) + (f" (gave up after {retries + 1} attempts)" if retries else "")
+        raise AwsError(what, str(err.get("Code", "ClientError")), message) from exc
     except NoCredentialsError as exc:
         raise AwsError(what, "NoCredentials", str(exc)) from exc
     except ProfileNotFound as exc:
@@ -108,12 +125,121 @@ def call_retrying(client: Any, operation: str, *, codes: set[str], timeout: floa
         time.sleep(interval)
 
 
-class Aws:
-    """The connection settings of one build (or one lifecycle call), and clients made from them."""
+# --- botocore's retries, counted -------------------------------------------------------------------
 
-    def __init__(self, conn: AwsConnection, region: str = "") -> None:
+ATTEMPTS_KEY = "goldsmith_attempts"  # in botocore's per-call request context: what each attempt got
+
+
+def attempt_label(response: Any, exc: BaseException | None) -> str | None:
+    """What one attempt got, when it was an error: the AWS error code ("Throttling",
+    "RequestLimitExceeded"), the HTTP status when the body names none ("503 ServiceUnavailable"), or the
+    exception ("ConnectionClosedError"); None for a success."""
+    if exc is not None:
+        return type(exc).__name__
+    if not response:
+        return None
+    http_response, parsed = response
+    status = getattr(http_response, "status_code", 0) or 0
+    if status < 300:
+        return None
+    code = str(((parsed or {}).get("Error") or {}).get("Code") or "")
+    if not code or code.isdigit():  # no code in the body: botocore names it by the status
+        return f"{status} {http.client.responses.get(status, 'Error').replace(' ', '')}"
+    return code
+
+
+class RetryLedger:
+    """Every AWS call of one build and the retries botocore made for it, thread-safe.
+
+    ``calls``/``retries`` are totals; ``by_code`` counts the errors that were retried; ``error_calls``
+    the calls whose final answer was an error (expected ones included, such as a not-found while
+    polling). Each call that needed a retry is logged as it completes, so the log shows which API was
+    flaky and why.
+    """
+
+    def __init__(self, log: BuildLog | None = None) -> None:
+        self.log = log
+        self._lock = threading.Lock()
+        self.calls = 0
+        self.retries = 0
+        self.retried_calls = 0
+        self.error_calls = 0
+        self.by_code: collections.Counter[str] = collections.Counter()
+        self.by_operation: collections.Counter[str] = collections.Counter()
+
+    def record(self, service: str, region: str, operation: str, retries: int, codes: list[str], ok: bool,
+               final: str | None = None) -> None:
+        with self._lock:
+            self.calls += 1
+            self.retries += retries
+            if retries:
+                self.retried_calls += 1
+                self.by_operation[f"{service} {operation}"] += retries
+                self.by_code.update(codes)
+            if not ok:
+                self.error_calls += 1
+        if self.log is not None and (retries or (not ok and codes)):
+            plural = "retry" if retries == 1 else "retries"
+            why = f" ({', '.join(codes)})" if codes else ""
+            outcome = "succeeded" if ok else f"failed ({final})"
+            self.log.info(f"aws: {service} {operation} ({region}): {outcome} after {retries} {plural}{why}")
+
+    def summary(self) -> dict[str, Any]:
+        with self._lock:
+            return {"calls": self.calls, "retries": self.retries, "retried_calls": self.retried_calls,
+                    "error_calls": self.error_calls, "by_code": dict(sorted(self.by_code.items())),
+                    "by_operation": dict(sorted(self.by_operation.items()))}
+
+    def summary_line(self) -> str:
+        s = self.summary()
+        codes = ", ".join(f"{code} x{n}" for code, n in s["by_code"].items())
+        return (f"aws: {s['calls']} API calls, {s['retries']} retries in {s['retried_calls']} of them"
+                + (f" ({codes})" if codes else "") + (f", {s['error_calls']} answered with an error" if s["error_calls"] else ""))
+
+    def attach(self, client: Any) -> None:
+        """Count this client's retries: each attempt's outcome is noted in botocore's request context
+        (``needs-retry``, after every attempt); the call's end (``after-call``/``after-call-error``)
+        reads botocore's own ``RetryAttempts`` and reports the call."""
+        service = client.meta.service_model.service_name
+        region = client.meta.region_name
+
+        def on_attempt(request_dict=None, response=None, caught_exception=None, **_: Any) -> None:
+            context = (request_dict or {}).get("context")
+            if isinstance(context, dict):
+                context.setdefault(ATTEMPTS_KEY, []).append(attempt_label(response, caught_exception))
+            return None  # observe only: botocore's own handler decides whether to retry
+
+        def on_done(model=None, context=None, parsed=None, http_response=None, **_: Any) -> None:
+            attempts = (context or {}).get(ATTEMPTS_KEY) or []
+            meta = (parsed or {}).get("ResponseMetadata") or {}
+            retries = int(meta.get("RetryAttempts", max(len(attempts) - 1, 0)))
+            status = getattr(http_response, "status_code", 200)
+            final = attempts[-1] if attempts else None
+            self.record(service, region, model.name, retries, [a or "?" for a in attempts[:retries]], status < 300, final)
+
+        def on_error(event_name: str = "", context=None, exception=None, **_: Any) -> None:
+            attempts = (context or {}).get(ATTEMPTS_KEY) or []
+            retries = max(len(attempts) - 1, 0)
+            operation = event_name.rsplit(".", 1)[-1] if event_name else "?"
+            self.record(service, region, operation, retries, [a or "?" for a in attempts[:retries]], False,
+                        type(exception).__name__)
+
+        events = client.meta.events
+        events.register("needs-retry", on_attempt, unique_id="goldsmith-retry-ledger-attempt")
+        events.register("after-call", on_done, unique_id="goldsmith-retry-ledger-done")
+        events.register("after-call-error", on_error, unique_id="goldsmith-retry-ledger-error")
+
+
+class Aws:
+    """The connection settings of one build (or one lifecycle call), and clients made from them.
+
+    Every client reports its calls and retries to ``self.retries`` (logged to ``log`` when given)."""
+
+    def __init__(self, conn: AwsConnection, region: str = "", *, log: BuildLog | None = None,
+                 retries: RetryLedger | None = None) -> None:
         self.conn = conn
         self.region = region or conn.region
+        self.retries = retries if retries is not None else RetryLedger(log)
         self._clients: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
 
@@ -137,12 +263,15 @@ class Aws:
         """A client of its own (own session): for another thread."""
         from botocore.config import Config
 
-        config = Config(retries={"max_attempts": self.conn.max_attempts, "mode": "adaptive"},
+        # total_max_attempts counts the first attempt (botocore's "max_attempts" key would add one).
+        config = Config(retries={"total_max_attempts": self.conn.max_attempts, "mode": self.conn.retry_mode},
                         user_agent_extra=f"goldsmith/{__version__}", connect_timeout=15, read_timeout=120)
         region = region or self.region
         with aws_errors(f"{service} client ({region})"):
-            return self.session().client(service, region_name=region, endpoint_url=self.conn.endpoint_url or None,
-                                         config=config)
+            client = self.session().client(service, region_name=region, endpoint_url=self.conn.endpoint_url or None,
+                                           config=config)
+        self.retries.attach(client)
+        return client
 
     def client(self, service: str, region: str | None = None) -> Any:
         """A client cached per (service, region), for the calling thread."""
@@ -158,13 +287,15 @@ class Aws:
     def settings_output(self) -> dict[str, Any]:
         """The connection settings that may go into outputs (no secrets), for refresh and delete."""
         return {"region": self.region, "endpoint_url": self.conn.endpoint_url, "profile": self.conn.profile,
-                "max_attempts": self.conn.max_attempts}
+                "max_attempts": self.conn.max_attempts, "retry_mode": self.conn.retry_mode}
 
 
 def connection_from_outputs(outputs: dict[str, Any]) -> AwsConnection:
     doc = outputs.get("aws") or {}
+    mode = doc.get("retry_mode") if doc.get("retry_mode") in ("standard", "adaptive") else "adaptive"
     return AwsConnection(region=doc.get("region") or "", endpoint_url=doc.get("endpoint_url") or "",
-                         profile=doc.get("profile") or "", max_attempts=int(doc.get("max_attempts") or 8))
+                         profile=doc.get("profile") or "", max_attempts=int(doc.get("max_attempts") or 8),
+                         retry_mode=mode)
 
 
 # --- tags ---------------------------------------------------------------------------------------------

@@ -10,8 +10,12 @@ the identity either: the AMI id it resolves to at check time is.
 from __future__ import annotations
 
 import base64
+import difflib
+import fnmatch
+import functools
 import ipaddress
 import re
+from datetime import datetime
 from dataclasses import dataclass
 from typing import ClassVar, Literal, Union
 
@@ -19,7 +23,6 @@ from ...engine.schema import Context, setting
 from ...provisioners import Provisioner
 from ..common.spec import DIGEST_PATHS_DOC, Retention, SshSettings, absolute_paths_problem, name_problem
 
-REGION_RE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}$")
 AMI_RE = re.compile(r"^ami-([0-9a-f]{8}|[0-9a-f]{17})$")
 ACCOUNT_RE = re.compile(r"^\d{12}$")
 ORG_RE = re.compile(r"^arn:aws[a-z-]*:organizations::\d{12}:organization/o-[a-z0-9]{10,32}$")
@@ -31,10 +34,39 @@ TAG_KEY_MAX, TAG_VALUE_MAX = 128, 256
 USER_DATA_MAX = 16 * 1024  # EC2's limit on raw user data; ours (keys) takes about 1.2 KiB of it
 
 
+REGION_FORMAT_RE = re.compile(r"^[a-z]{2,4}(-[a-z]+)+-\d{1,2}$")
+
+
+@functools.lru_cache(maxsize=1)
+def known_regions() -> dict[str, str]:
+    """Every region botocore knows -> its partition ('aws', 'aws-cn', 'aws-us-gov'...), from the endpoints
+    data bundled with botocore: offline, no AWS call. Empty without botocore (the format check remains)."""
+    try:
+        from botocore.loaders import create_loader
+    except ImportError:  # pragma: no cover - the aws extra is not installed
+        return {}
+    data = create_loader().load_data("endpoints")
+    return {region: p["partition"] for p in data.get("partitions", []) for region in p.get("regions", {})}
+
+
 def region_problem(value: str) -> str | None:
-    if value and not REGION_RE.match(value):
+    if not value:
+        return None
+    if not REGION_FORMAT_RE.match(value):
         return f"is not an AWS region name such as 'eu-west-1', got {value!r}"
+    known = known_regions()
+    if known and value not in known:
+        close = difflib.get_close_matches(value, known, n=1, cutoff=0.75)
+        import botocore
+
+        return (f"is not an AWS region (botocore {botocore.__version__} knows {len(known)}"
+                + (f"; did you mean {close[0]!r}?" if close else "; a region newer than that botocore: upgrade it")
+                + f"), got {value!r}")
     return None
+
+
+def partition_of(region: str) -> str | None:
+    return known_regions().get(region)
 
 
 def ami_problem(value: str) -> str | None:
@@ -146,7 +178,12 @@ class AwsConnection:
     access_key_id: str = setting("", doc="Access key id (otherwise the standard chain).", secret=True)
     secret_access_key: str = setting("", doc="Secret access key, with access_key_id.", secret=True)
     session_token: str = setting("", doc="Session token of temporary credentials.", secret=True)
-    max_attempts: int = setting(8, doc="Attempts per API call (botocore adaptive retries on throttling).", minimum=1, maximum=50, identity=False)
+    max_attempts: int = setting(8, doc="Attempts per API call, the first included: throttling, 5xx answers and dropped "
+                                "connections are retried with exponential backoff and full jitter (at most 20 s apart).",
+                                minimum=1, maximum=50, identity=False)
+    retry_mode: Literal["adaptive", "standard"] = setting(
+        "adaptive", doc="botocore's retry mode: 'standard' (backoff with jitter), or 'adaptive' (the same, and the "
+                        "client also slows its request rate down after throttling).", identity=False)
 
     def validate(self, ctx: Context, path: str) -> None:
         if bool(self.access_key_id) != bool(self.secret_access_key):
@@ -166,7 +203,7 @@ class BastionSettings:
     host_key: str = setting(doc="The bastion's public host key ('ssh-ed25519 AAAA...'): the only key accepted.", identity=False, check=host_key_problem)
     user: str = setting("ec2-user", doc="Login user on the bastion.", identity=False)
     private_key: str = setting("", doc="OpenSSH private key for the bastion (or private_key_file).", secret=True)
-    private_key_file: str = setting("", doc="File holding the bastion's private key (relative to the project).", identity=False, local_path=True)
+    private_key_file: str = setting("", doc="File holding the bastion's private key (relative to the project).", identity=False, local_path="file")
 
     def validate(self, ctx: Context, path: str) -> None:
         if bool(self.private_key) == bool(self.private_key_file):
@@ -228,7 +265,7 @@ class InstanceSettings:
     spot_max_price: str = setting("", doc="Spot price cap in USD per hour (empty: the on-demand price).", identity=False)
     metadata_tokens: Literal["required", "optional"] = setting("required", doc="IMDSv2 tokens on the builder.", identity=False)
     user_data: str = setting("", doc="Your own user data, run after goldsmith's cloud-config (a script or a #cloud-config).")
-    user_data_file: str = setting("", doc="File holding your own user data (relative to the project).", local_path=True)
+    user_data_file: str = setting("", doc="File holding your own user data (relative to the project).", local_path="file")
     root_volume: RootVolume = setting(RootVolume(), doc="Root volume of the builder, and so of the AMI.")
 
     def validate(self, ctx: Context, path: str) -> None:
@@ -300,8 +337,19 @@ class DistributionSettings:
             ctx.error(f"{path}.kms_key_ids", "only applies with encrypt_copies = true")
         if self.deprecate_at and self.deprecate_after_days:
             ctx.error(path, "set at most one of `deprecate_at` or `deprecate_after_days`")
-        if self.deprecate_at and not re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:\d\d)$", self.deprecate_at):
+        if self.deprecate_at and not _rfc3339(self.deprecate_at):
             ctx.error(f"{path}.deprecate_at", f"must be an RFC 3339 time such as '2027-01-31T00:00:00Z', got {self.deprecate_at!r}")
+
+
+def _rfc3339(value: str) -> bool:
+    """The format, and a real date and time (no 2027-13-45)."""
+    if not re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:\d\d)$", value):
+        return False
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -343,3 +391,14 @@ class AmiImageSpec:
         if self.communicator.cidrs and self.instance.security_group_ids:
             ctx.error("communicator.cidrs", "only applies to the temporary security group; with instance.security_group_ids "
                       "your groups decide who reaches SSH")
+        home = partition_of(self.aws.region) if self.aws.region else None
+        for i, region in enumerate(self.distribution.regions):
+            if home and partition_of(region) and partition_of(region) != home:
+                ctx.error(f"distribution.regions[{i}]", f"{region} is in partition {partition_of(region)}, the build region "
+                          f"{self.aws.region} in {home}: AMIs cannot be copied across partitions")
+        if isinstance(self.source, AmiFilterSource) and "self" in self.source.owners and self.source.name:
+            own = f"{self.name}-{'0' * 12}"  # what this image's own AMIs are called: <name>-<fingerprint>
+            if fnmatch.fnmatchcase(own, self.source.name):
+                ctx.error("source.name", f"{self.source.name!r} with owner 'self' matches this image's own AMIs "
+                          f"({self.name}-<fingerprint>): each build would start from the previous one and never "
+                          "converge; narrow the name or filter by a tag")

@@ -10,9 +10,18 @@ from ...engine.schema import setting
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 
 
+USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
+
+
+def user_problem(user: str) -> str | None:
+    if not USER_RE.match(user):
+        return f"is not a login user name (lower-case letters, digits, '_', '.', '-'; at most 32), got {user!r}"
+    return None
+
+
 @dataclass(frozen=True)
 class SshSettings:
-    user: str = setting("root", doc="Login user. The ephemeral key is injected for this user.")
+    user: str = setting("root", doc="Login user. The ephemeral key is injected for this user.", check=user_problem)
     timeout_s: int = setting(900, doc="How long to wait for SSH after boot.", minimum=5, identity=False)
     reboot_timeout_s: int = setting(600, doc="How long to wait for SSH after a reboot.", minimum=5, identity=False)
 

@@ -65,7 +65,7 @@ class RootfsSource:
     TYPE: ClassVar[str] = "rootfs"
     path: str = setting(doc="Tarball of a root filesystem (relative to the project); its content digest is its "
                             "identity. Imported once per digest and kept as goldsmith-base/rootfs:<digest>.",
-                        local_path=True)
+                        local_path="file")
 
 
 @dataclass(frozen=True)
@@ -182,6 +182,20 @@ class DockerImageSpec:
             ctx.error(at("network_mode"), f"must be '', 'bridge', 'host', 'none' or a network name, got {self.network_mode!r}")
         if self.docker_host and not re.match(r"^(unix|tcp|ssh|npipe)://", self.docker_host):
             ctx.error(at("docker_host"), f"must be a unix://, tcp:// or ssh:// address, got {self.docker_host!r}")
+        if isinstance(self.source, ImageSource) and (own := self.own_reference(self.source.ref)):
+            ctx.error(at("source.ref"), f"is this image's own tag {own}: an image cannot start from itself (each build "
+                      "would start from the previous one and never converge); layer on another image's `image_id` "
+                      "or a pinned digest")
+
+    def own_reference(self, ref: str) -> str | None:
+        """The tag of this image that ``ref`` names ('repo' alone means 'repo:latest'), or None."""
+        if "@" in ref:
+            return None  # a digest pins content, not the moving tag
+        head, sep, tag = ref.rpartition(":")
+        repo, tag = (head, tag) if sep and "/" not in tag else (ref, "latest")
+        if repo.removeprefix("docker.io/") == self.repository_name.removeprefix("docker.io/") and tag in self.tags:
+            return f"{self.repository_name}:{tag}"
+        return None
 
     @property
     def repository_name(self) -> str:

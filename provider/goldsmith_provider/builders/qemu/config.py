@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+import struct
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar, Literal, Union
 
-from ...artifacts.fetch import checksum_problem, url_problem
+from ...artifacts.fetch import checksum_problem, local_url_problem, url_problem
 from ...engine.schema import Context, setting
 from ...postprocessors.vagrant import VagrantBox
 from ...provisioners import Provisioner
@@ -22,13 +25,22 @@ class DebootstrapSource:
     TYPE: ClassVar[str] = "debootstrap"
     suite: str = setting("bookworm", doc="Debian suite.")
     mirror: str = setting("http://deb.debian.org/debian", doc="Apt mirror used by debootstrap and the image.")
-    variant: Literal["minbase", "buildd", "fakechroot"] = setting("minbase", doc="debootstrap variant.")
+    variant: Literal["minbase", "buildd", "default"] = setting("minbase", doc="debootstrap variant ('default': debootstrap's own, required + important).")
     include: list[str] = setting([], doc="Extra packages in the base.")
-    disk_size_gb: int = setting(4, doc="Size of the base disk.", minimum=2, maximum=2048)
+    disk_size_gb: int = setting(4, doc="Size of the base disk.", minimum=2, maximum=2047)
 
     def validate(self, ctx: Context, path: str) -> None:
+        from ...engine.errors import ValidationError
+        from .debian_base import DebootstrapRecipe, validate_recipe
+
         if problem := url_problem(self.mirror):
             ctx.error(f"{path}.mirror", problem)
+        try:  # the recipe's own rules (suite, variant, package names), now rather than at build time
+            validate_recipe(DebootstrapRecipe(suite=self.suite, mirror=self.mirror, variant=self.variant,
+                                              include=tuple(self.include), disk_size_gb=self.disk_size_gb), path)
+        except ValidationError as exc:
+            seen = {p.path for p in ctx.problems}
+            ctx.problems.extend(p for p in exc.problems if p.path not in seen)
 
 
 @dataclass(frozen=True)
@@ -36,7 +48,7 @@ class DiskSource:
     """A local disk image (a vendor image, an internal image, or one goldsmith built earlier)."""
 
     TYPE: ClassVar[str] = "disk"
-    path: str = setting(doc="Path of the disk image (relative to the project).", local_path=True)
+    path: str = setting(doc="Path of the disk image (relative to the project).", local_path="file")
     format: DiskFormat = setting("qcow2", doc="Disk format.")
     cloud_init: bool = setting(False, doc="The image configures itself with cloud-init (NoCloud seed) rather than goldsmith's seed unit. Both read the same seed disk.")
     checksum: str = setting("", doc="'sha256:<hex>' of the disk (e.g. a parent image's `sha256` output). When set it is the "
@@ -62,7 +74,7 @@ class UrlSource:
     cloud_init: bool = setting(True, doc="The image is a cloud image configured by cloud-init's NoCloud seed.")
 
     def validate(self, ctx: Context, path: str) -> None:
-        if problem := url_problem(self.url):
+        if problem := url_problem(self.url) or local_url_problem(self.url):
             ctx.error(f"{path}.url", problem)
         if problem := checksum_problem(self.checksum):
             ctx.error(f"{path}.checksum", problem)
@@ -70,6 +82,45 @@ class UrlSource:
 
 QemuSource = Union[DebootstrapSource, DiskSource, UrlSource]
 QemuPostProcessor = VagrantBox  # a tagged union of one, for now: each entry carries its `type`
+
+# The first bytes of each container format (qcow2: "QFI\xfb"; VMDK: a sparse extent or a descriptor).
+MAGIC = {"qcow2": (b"QFI\xfb",), "vmdk": (b"KDMV", b"# Disk DescriptorFile"), "vhdx": (b"vhdxfile",)}
+
+
+def detect_format(head: bytes) -> str:
+    for fmt, magics in MAGIC.items():
+        if any(head.startswith(m) for m in magics):
+            return fmt
+    return "raw"
+
+
+def disk_format_problem(path: Path, declared: str) -> str | None:
+    """Does the file's content match the declared format? Reads the first 32 bytes, nothing else."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(32)
+    except OSError as exc:
+        return f"cannot read {path.name}: {exc.strerror}"
+    if not head:
+        return f"{path.name} is empty: not a disk image"
+    found = detect_format(head)
+    if found != declared:
+        return f"says {declared!r}, but {path.name} is a {found} image: set format = {found!r}"
+    return None
+
+
+def virtual_size(path: Path, fmt: str) -> int:
+    """The disk's virtual size in bytes (qcow2 header, raw file size); 0 when not known cheaply."""
+    if fmt == "raw":
+        return path.stat().st_size
+    if fmt == "qcow2":
+        try:
+            with open(path, "rb") as f:
+                head = f.read(32)
+        except OSError:
+            return 0
+        return struct.unpack(">Q", head[24:32])[0] if len(head) >= 32 else 0
+    return 0
 
 
 @dataclass(frozen=True)
@@ -120,3 +171,28 @@ class QemuImageSpec:
                 ctx.error(f"post_processors[{i}]", f"a second {pp.TYPE!r} post-processor (post_processors[{seen[pp.TYPE]}] is one already)")
             elif pp is not None:
                 seen[pp.TYPE] = i
+        def at(key: str) -> str:
+            return f"{path}.{key}" if path else key
+
+        out = ctx.resolve(self.output.directory)
+        if out.exists() and not out.is_dir():
+            ctx.error(at("output.directory"), f"is a file, not a directory: {self.output.directory}")
+        grow = self.machine.disk_size_gb
+        if isinstance(self.source, DebootstrapSource) and grow and grow < self.source.disk_size_gb:
+            ctx.error(at("machine.disk_size_gb"), f"{grow} GiB is smaller than the source disk ({self.source.disk_size_gb} "
+                      "GiB): disks only grow (0 keeps the source's size)")
+        if isinstance(self.source, DiskSource):
+            src = ctx.resolve(self.source.path)
+            if not src.is_file():
+                return  # reported by the path check
+            if problem := disk_format_problem(src, self.source.format):
+                ctx.error(at("source.format"), problem)
+            elif grow and grow << 30 < (size := virtual_size(src, self.source.format)):
+                ctx.error(at("machine.disk_size_gb"), f"{grow} GiB is smaller than the source disk ({size / 2**30:.1f} GiB): "
+                          "disks only grow (0 keeps the source's size)")
+            own = re.compile(rf"^{re.escape(self.name)}-[0-9a-f]{{12}}\.({'|'.join(OUTPUT_FORMATS)})$")
+            if src.resolve().parent == out.resolve() and own.match(src.name):
+                ctx.error(at("source.path"), f"is this image's own output ({self.output.directory}/{self.name}-<fingerprint>"
+                          f".<format>): an image cannot start from itself (each build would start from the previous "
+                          "one and never converge, and replacing it deletes its own source); give the base its own "
+                          "name or output directory")

@@ -226,7 +226,7 @@ def test_secret_file_and_env_from_vault_are_used_then_removed_before_the_snapsho
     receipt = tmp_path / "receipt"
     provisioners = [
         FileProvisioner(destination=str(dest), secret=VaultSecret(path=unique, key="tls_key"), mode="0400"),
-        ShellProvisioner(inline=[f"echo using $DB_PASSWORD and $API_TOKEN", f"cat {shlex.quote(str(dest))}",
+        ShellProvisioner(inline=["echo using $DB_PASSWORD and $API_TOKEN", f"cat {shlex.quote(str(dest))}",
                                  f"printf '%s|%s|' \"$DB_PASSWORD\" \"$API_TOKEN\" > {receipt}",
                                  f"stat -c %a {shlex.quote(str(dest))} >> {receipt}"],
                          secret_env={"DB_PASSWORD": VaultSecret(path=unique, key="password"), "API_TOKEN": "pulumi-tok-9"}),

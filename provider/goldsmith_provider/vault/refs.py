@@ -95,6 +95,11 @@ def reference_problems(spec: Any, env: Mapping[str, str] = os.environ) -> list[P
     if not refs:
         return []
     settings = getattr(spec, "vault", None) or VaultSettings()
+    import importlib.util
+
+    if importlib.util.find_spec("hvac") is None:
+        return [Problem(refs[0][0], "Vault references need the hvac package where Pulumi runs: "
+                                    "pip install 'goldsmith[vault]'")]
     if settings.resolved_address(env):
         return []
     return [Problem(path, f"a Vault reference ({ref.describe(settings.mount)}) needs a Vault: set `vault.address` "

@@ -60,9 +60,9 @@ fi
 stamp=.venv/.goldsmith-installed
 want=$(cat pyproject.toml | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  say "pip install -e .[test,aws,docker]"
+  say "pip install -e .[test,aws,docker,vault]"
   .venv/bin/pip install -q --upgrade pip >/dev/null
-  .venv/bin/pip install -q -e ".[test,aws,docker]"
+  .venv/bin/pip install -q -e ".[test,aws,docker,vault]"
   echo "$want" > "$stamp"
 fi
 

@@ -10,6 +10,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 pytest_plugins = ["peers.docker_engine"]
 # Real AWS peers: a moto server (EC2/SSM API) and one QEMU guest playing the instances behind it.
 pytest_plugins += ["peers.moto_server", "peers.ec2_guest"]
+# A Vault KV v2 peer (a local fake of its HTTP API, driven by the real hvac client).
+pytest_plugins += ["peers.vault_kv"]
 
 
 # --- the fault-injection matrix's summary: cases run and passed, per builder ----------------------------------

@@ -12,6 +12,9 @@
             gs.Updates(),
         ],
     ))
+    # secrets: gs.Shell(..., secret_env={"DB_PASSWORD": gs.VaultSecret(path="app/db", key="password")}),
+    # gs.File(secret=config.require_secret("tls_key"), destination="/run/secrets/tls.key") and
+    # QemuImageArgs(vault=gs.VaultSettings(address=...)): read at build time, never stored.
     pulumi.export("path", core.path)
 
 The argument types are the provider's own settings tables (one declaration: the SDK's types, the
@@ -60,6 +63,7 @@ from goldsmith_provider.provisioners import (
 )
 
 from goldsmith_provider.golden.template import AmiTarget, Consistency, DockerTarget, QemuTarget
+from goldsmith_provider.vault.refs import VaultSecret, VaultSettings
 
 from .aws import AmiImage
 from .docker import DockerImage
@@ -88,6 +92,6 @@ __all__ = [
     "AmiImage", "AmiImageArgs", "AmiImageSpec", "AmiById", "AmiFilter", "AmiFromSsm",
     "AmiIdSource", "AmiFilterSource", "SsmParameterSource", "AwsConnection", "AwsSshSettings", "BastionSettings",
     "InstanceSettings", "RootVolume", "DistributionSettings", "ShareSettings", "WaitSettings",
-    "Shell", "File", "Updates", "Packages",
+    "Shell", "File", "Updates", "Packages", "VaultSecret", "VaultSettings",
     "ShellProvisioner", "FileProvisioner", "UpdatesProvisioner", "PackagesProvisioner",
 ]

@@ -341,8 +341,8 @@ def test_step_names_are_the_fault_injection_points(tmp_path):
     spec, _ = builder.prepare({**GOOD, "provisioners": [{"type": "file", "source": "x", "destination": "/x"},
                                                         {"type": "shell", "inline": ["true"]}]}, tmp_path)
     names = [step.name for step in builder.build_steps(spec)]
-    assert names == ["check-source", "check-ami-name", "key-pair", "security-group", "run-instance", "wait-for-ssh",
-                     "provision[0] file", "provision[1] shell", "collect-manifest", "generalize", "stop-instance",
+    assert names == ["resolve-secrets", "check-source", "check-ami-name", "key-pair", "security-group", "run-instance", "wait-for-ssh",
+                     "provision[0] file", "provision[1] shell", "remove-secret-files", "collect-manifest", "generalize", "stop-instance",
                      "create-image", "copy-image", "share-image", "deprecate-image", "tag-image"]
     assert [s.name for s in builder.distribution_steps()] == ["copy-image", "share-image", "deprecate-image", "tag-image"]
 

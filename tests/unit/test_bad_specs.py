@@ -175,4 +175,5 @@ def test_type_errors_never_echo_the_value(sandbox):
     assert [(f.property, f.reason) for f in result.failures] == [("provisioners[0].secret_env", "must be a map, got a string")]
     props["provisioners"][0]["secret_env"] = {"TOKEN": 123456789}
     result = QemuImageProvider().check({}, props)
-    assert [(f.property, f.reason) for f in result.failures] == [("provisioners[0].secret_env.TOKEN", "must be a string, got a number")]
+    assert [(f.property, f.reason) for f in result.failures] == [("provisioners[0].secret_env.TOKEN",
+                                                                          "must be one of: a string, an object; got a number")]

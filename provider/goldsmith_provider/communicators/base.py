@@ -31,6 +31,11 @@ class RemoteResult:
     output: str
 
 
+def shred(path: str) -> str:
+    """Shell that overwrites then removes a (quoted) file: removed blocks of a disk image keep no secret."""
+    return f"{{ shred -zu -- {path} 2>/dev/null || rm -f -- {path}; }}"
+
+
 def env_script(env: Mapping[str, str]) -> str:
     """``export`` lines for an env mapping, quoted for a POSIX shell."""
     return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
@@ -92,8 +97,20 @@ class Communicator(ABC):
                 log.masker.add(value)
             path = f"/tmp/.goldsmith-env-{secrets.token_hex(8)}"
             self.put_bytes(env_script(secret_env).encode(), path, mode=0o600)
-            prelude += f". {path}; rm -f {path}\n"
+            prelude += f". {path}; {shred(path)}\n"
         return prelude + command
+
+    def put_secret_file(self, data: bytes, remote: str, *, log: BuildLog, mode: str = "0600",
+                        owner: str | None = None, group: str | None = None) -> None:
+        """Install secret ``data`` at ``remote`` (as root) without a tar stream or a command line carrying
+        it: staged in a 0600 file that is overwritten and removed once installed."""
+        q = shlex.quote
+        staging = f"/tmp/.goldsmith-secret-{secrets.token_hex(8)}"
+        self.put_bytes(data, staging, mode=0o600)
+        script = (f"mkdir -p \"$(dirname {q(remote)})\" && install -m {q(mode)} "
+                  f"{'-o ' + q(owner) if owner else ''} {'-g ' + q(group) if group else ''} {q(staging)} {q(remote)}"
+                  f"; status=$?; {shred(q(staging))}; exit $status")
+        self.run(self.privileged(script), log=log, quiet=True)
 
     def privileged(self, command: str) -> str:
         """Wrap ``command`` so it runs as root whatever the login user is."""
@@ -164,4 +181,4 @@ def install_script(tarball: str, remote: str, *, is_dir: bool, mode: str | None,
     return script + f" && mv -f \"$tmp/payload\" {q(remote)}; status=$?; rm -rf \"$tmp\"; (exit $status); }}"
 
 
-__all__ = ["Communicator", "CommandError", "Disconnected", "RemoteResult", "env_script", "install_script", "write_tar"]
+__all__ = ["Communicator", "CommandError", "Disconnected", "RemoteResult", "env_script", "install_script", "shred", "write_tar"]

@@ -85,6 +85,10 @@ class ImageProvider(ResourceProvider):
     def _parse(self, props: dict[str, Any]):
         base_dir = Path(props.get("base_dir") or ".")
         spec, problems = self.builder.prepare(spec_props(props), base_dir)
+        if spec is not None and not problems:
+            from ..vault.refs import reference_problems
+
+            problems = reference_problems(spec)
         return spec, problems, base_dir
 
     def _identify(self, spec: Any, base_dir: Path, props: dict[str, Any]):
@@ -217,6 +221,7 @@ def _cancelled(exc: BaseException) -> bool:
 def redact_secrets(props: dict[str, Any], spec: Any) -> dict[str, Any]:
     """A deep copy of ``props`` with the value of every secret field (per the spec's settings table) masked."""
     import copy
+    import dataclasses
     import re
 
     from ..engine.log import MASK
@@ -234,8 +239,10 @@ def redact_secrets(props: dict[str, Any], spec: Any) -> dict[str, Any]:
                 break
         else:
             last = parts[-1]
-            if isinstance(value, dict):
-                node[last] = {k: MASK for k in value}
+            if isinstance(value, dict) and isinstance(node.get(last), dict):  # references (not secret) stay
+                node[last] = {k: node[last].get(k) if dataclasses.is_dataclass(v) else MASK for k, v in value.items()}
+            elif dataclasses.is_dataclass(value):
+                continue  # a reference (e.g. a Vault path and key) is not secret
             elif isinstance(node, dict) and last in node:
                 node[last] = MASK
     return out

@@ -39,7 +39,10 @@ def setting(
     """Declare one spec field.
 
     identity: the field's value is part of the fingerprint (a change means rebuild).
-    secret: never in the fingerprint, masked in every log line, never echoed into outputs.
+    secret: never in the fingerprint, masked in every log line, never echoed into outputs. A secret
+        field may also hold *references* (spec dataclasses such as a Vault secret's path and key,
+        resolved at build time): a reference is not secret, and its identity fields are part of the
+        fingerprint (the reference is identity; the value it points to is not).
     local_path: a file or directory on the machine running Pulumi, resolved against the project
         directory; its *content digest* (not its path) is part of the identity. ``"file"``: it must
         be a regular file (a disk image, a tarball, a script), not a directory.
@@ -140,12 +143,17 @@ def _parse_value(tp: Any, value: Any, ctx: Context, path: str, meta: dict[str, A
             return _parse_value(args[0], value, ctx, path, meta)
         if all(dataclasses.is_dataclass(a) for a in args):
             return _parse_tagged(args, value, ctx, path)
-        for a in args:  # scalar unions: first that fits
+        classes = [a for a in args if dataclasses.is_dataclass(a)]
+        if classes and isinstance(value, dict):  # a scalar or an object (e.g. a string or a secret reference)
+            if len(classes) == 1 and not hasattr(classes[0], "TYPE"):
+                return _parse_dataclass(classes[0], value, ctx, path)
+            return _parse_tagged(classes, value, ctx, path)
+        for a in (a for a in args if not dataclasses.is_dataclass(a)):  # scalar unions: first that fits
             probe = Context(ctx.base_dir)
             parsed = _parse_value(a, value, probe, path, meta)
             if not probe.problems:
                 return parsed
-        ctx.error(path, f"must be one of: {', '.join(_type_name(a) for a in args)}")
+        ctx.error(path, f"must be one of: {', '.join(_type_name(a) for a in args)}; got {_got(value)}")
         return None
     if origin is Literal:
         choices = typing.get_args(tp)
@@ -339,6 +347,11 @@ def _identity(value: Any, path: str, digest_of: Callable[[str, str], str], *, lo
             doc["type"] = value.TYPE  # type: ignore[attr-defined]
         override = value.identity_override() if hasattr(value, "identity_override") else {}
         for f in dataclasses.fields(value):
+            if f.metadata.get("secret"):
+                refs = _reference_identity(getattr(value, f.name), _join(path, f.name), digest_of)
+                if refs is not None:  # only a field holding references; plain secret values never
+                    doc[f.name] = refs
+                continue
             if not f.metadata.get("identity", True):
                 continue
             if f.name in override:  # e.g. a declared checksum standing for a local file's content
@@ -354,6 +367,43 @@ def _identity(value: Any, path: str, digest_of: Callable[[str, str], str], *, lo
     if local and isinstance(value, str):
         return digest_of(path, value)
     return value
+
+
+def _reference_identity(value: Any, path: str, digest_of: Callable[[str, str], str]) -> Any:
+    """The identity of the references held in a secret field (None when it holds none): a reference
+    dataclass by its identity fields; in a map or list, the references only, by key or index."""
+    if dataclasses.is_dataclass(value):
+        return _identity(value, path, digest_of, local=False)
+    if isinstance(value, dict):
+        refs = {k: r for k, v in value.items()
+                if (r := _reference_identity(v, _join(path, k), digest_of)) is not None}
+        return refs or None
+    if isinstance(value, (list, tuple)):
+        items = {str(i): r for i, v in enumerate(value)
+                 if (r := _reference_identity(v, _join(path, i), digest_of)) is not None}
+        return items or None
+    return None
+
+
+def references(obj: Any, kind: type) -> list[tuple[str, Any]]:
+    """(property path, reference) for every ``kind`` instance held anywhere in a parsed spec."""
+    found: list[tuple[str, Any]] = []
+
+    def visit(value: Any, path: str) -> None:
+        if isinstance(value, kind):
+            found.append((path, value))
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                if not dataclasses.is_dataclass(v) or isinstance(v, kind):
+                    visit(v, _join(path, k))
+        elif isinstance(value, (list, tuple)):
+            for i, v in enumerate(value):
+                if not dataclasses.is_dataclass(v) or isinstance(v, kind):
+                    visit(v, _join(path, i))
+
+    for path, _f, value in walk_fields(obj):
+        visit(value, path)
+    return found
 
 
 def secret_values(obj: Any) -> list[str]:

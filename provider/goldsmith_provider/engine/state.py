@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .log import BuildLog
+from .secretstore import SecretStore
 
 
 def new_build_id() -> str:
@@ -34,6 +35,7 @@ class BuildState:
     timings: dict[str, float] = field(default_factory=dict)
     failed: bool = False
     outputs: dict[str, Any] = field(default_factory=dict)
+    secrets: SecretStore | None = None  # the build's secret values and secret files (see builders.common.steps)
 
     def track(self, key: str, description: str) -> None:
         self.resources[key] = description

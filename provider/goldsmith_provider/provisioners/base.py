@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import shlex
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from ..communicators.base import Communicator, Disconnected
 from ..engine.errors import CommandError, GoldsmithError
 from ..engine.log import BuildLog
+from ..engine.secretstore import SecretStore
 
 
 @dataclass
@@ -23,6 +24,8 @@ class ProvisionContext:
     cache_root: Path
     reboot: Callable[[], None] | None = None
     reconnect: Callable[[], None] | None = None
+    secrets: SecretStore = field(default_factory=SecretStore)  # the build's: resolves references, tracks secret files
+    path: str = ""  # the provisioner's property path ('provisioners[2]'), for error messages
 
     def resolve(self, path: str) -> Path:
         p = Path(path).expanduser()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ..engine.schema import Context, setting
+from ..vault.refs import VaultSecret
 from .base import ProvisionContext, run_expecting_disconnect
 
 
@@ -18,8 +19,10 @@ class ShellProvisioner:
     inline: list[str] = setting([], doc="Commands run in order by one `sh -e` script.")
     scripts: list[str] = setting([], doc="Local scripts uploaded and run in order (after `inline`).", local_path="file")
     env: dict[str, str] = setting({}, doc="Environment variables for the commands (part of the fingerprint).")
-    secret_env: dict[str, str] = setting({}, doc="Secret environment variables: masked in logs, never in the "
-                                         "fingerprint, passed through a file removed before the command runs.", secret=True)
+    secret_env: dict[str, str | VaultSecret] = setting(
+        {}, doc="Secret environment variables, each a value (e.g. a Pulumi secret) or a Vault reference "
+                "(`VaultSecret(path=..., key=...)`, read at build time): masked in logs, values never in the fingerprint, "
+                "the state or the image; passed through a file removed before the command runs.", secret=True)
     sudo: bool = setting(False, doc="Run as root through `sudo -n` when the login user is not root.")
     interpreter: str = setting("/bin/sh -e", doc="How each script is run (`/bin/bash -eux`, `python3`...).")
     expect_disconnect: bool = setting(False, doc="The commands may drop the connection (reboot): reconnect and go on.")
@@ -42,6 +45,7 @@ class ShellProvisioner:
         return self.name or (f"shell: {len(self.inline)} inline command(s)" if self.inline else f"shell: {', '.join(self.scripts)}")
 
     def provision(self, comm, pctx: ProvisionContext) -> None:
+        secret_env = pctx.secrets.env(self.secret_env, f"{pctx.path}.secret_env")
         bodies: list[tuple[str, bytes]] = []
         if self.inline:
             bodies.append(("inline", ("\n".join(self.inline) + "\n").encode()))
@@ -52,7 +56,7 @@ class ShellProvisioner:
             comm.put_bytes(body, remote, mode=0o700)
             pctx.log.info(f"shell: running {label}")
             command = f"{self.interpreter} {shlex.quote(remote)}; status=$?; rm -f {shlex.quote(remote)}; exit $status"
-            kwargs = dict(env=self.env, secret_env=self.secret_env, sudo=self.sudo, timeout=self.timeout_s)
+            kwargs = dict(env=self.env, secret_env=secret_env, sudo=self.sudo, timeout=self.timeout_s)
             if self.expect_disconnect:
                 run_expecting_disconnect(comm, command, pctx, **kwargs)
             else:

@@ -23,7 +23,7 @@ from ...engine.state import new_build_id
 from ...provisioners import ProvisionContext
 from ..common.identity import Identity, compute_identity
 from ..common.provenance import provenance
-from ..common.steps import StepCollectManifest, StepGeneralize, provision_steps
+from ..common.steps import StepCollectManifest, StepGeneralize, StepResolveSecrets, provision_steps
 from . import images as img
 from . import steps as s
 from .client import Aws, AwsError, call, connection_from_outputs, owner_tags, tags_of
@@ -112,6 +112,7 @@ def build_steps(spec: AmiImageSpec) -> list:
         )
 
     return [
+        StepResolveSecrets(),
         s.StepCheckSource(),
         s.StepCheckAmiName(),
         s.StepCreateKeyPair(),

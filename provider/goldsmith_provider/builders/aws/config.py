@@ -21,6 +21,7 @@ from typing import ClassVar, Literal, Union
 
 from ...engine.schema import Context, setting
 from ...provisioners import Provisioner
+from ...vault.refs import VaultSettings
 from ..common.spec import DIGEST_PATHS_DOC, Retention, SshSettings, absolute_paths_problem, name_problem
 
 AMI_RE = re.compile(r"^ami-([0-9a-f]{8}|[0-9a-f]{17})$")
@@ -379,6 +380,8 @@ class AmiImageSpec:
     tags: dict[str, str] = setting({}, doc="Tags of the AMIs and their snapshots (changes update in place).", identity=False, check=tags_problem)
     run_tags: dict[str, str] = setting({}, doc="Extra tags of the builder's instance, volumes, key pair and security group.", identity=False, check=tags_problem)
     retention: Retention = setting(Retention(), doc="What happens to previous AMIs.")
+    vault: VaultSettings | None = setting(None, doc="Vault connection for the `VaultSecret` references of the provisioners "
+                                                    "(read at build time; never part of the fingerprint).", identity=False)
     keep_on_error: bool = setting(False, doc="Leave the builder instance, key pair and security group after a failure, for debugging.", identity=False)
     stack: str = setting("", doc="Stack name for the goldsmith:stack tag (the SDK fills it; env PULUMI_STACK wins).", identity=False)
     project: str = setting("", doc="Project name for the goldsmith:project tag (the SDK fills it; env PULUMI_PROJECT wins).", identity=False)

@@ -7,8 +7,11 @@ from typing import Any
 
 from ...engine.errors import GoldsmithError
 from ...engine.runner import BaseStep
+from ...engine.schema import references
+from ...engine.secretstore import SecretStore
 from ...engine.state import BuildState
 from ...provisioners import ProvisionContext
+from ...vault.refs import VaultSecret
 
 MANIFEST_CMD = (
     "if command -v dpkg-query >/dev/null 2>&1; then dpkg-query -W -f='${Package}\\t${Version}\\t${Architecture}\\n'; "
@@ -52,6 +55,70 @@ def parse_manifest(text: str) -> list[dict[str, str]]:
     return sorted(packages, key=lambda p: (p["name"], p["arch"]))
 
 
+def secret_store(state: Any) -> SecretStore:
+    """The build's secret store, made on first use: Vault references resolve through the spec's `vault`
+    settings (one login and one read per secret per build), every value masked in the log once read."""
+    if state.secrets is None:
+        reader = None
+
+        def resolve(ref: Any, path: str) -> str:
+            nonlocal reader
+            if not isinstance(ref, VaultSecret):
+                raise GoldsmithError(f"{path}: cannot resolve a {type(ref).__name__}")
+            if reader is None:
+                from ...vault.client import VaultReader
+
+                reader = VaultReader(getattr(state.spec, "vault", None), state.log)
+            return reader.read(ref, path)
+
+        state.secrets = SecretStore(state.log.masker, resolve)
+    return state.secrets
+
+
+class StepResolveSecrets(BaseStep[Any]):
+    """Read every Vault reference of the spec before anything is created: a wrong path, a missing key or an
+    unreachable Vault fails the build at once, naming the property; the values stay in memory, masked."""
+
+    name = "resolve-secrets"
+
+    def run(self, state: Any) -> None:
+        refs = references(state.spec, VaultSecret)
+        if not refs:
+            return
+        store = secret_store(state)
+        for path, ref in refs:
+            store.reveal(ref, path)
+        state.log.info(f"secrets: {len(refs)} Vault reference(s) resolved")
+
+
+# Overwrite, then unlink; a file on a tmpfs or one `shred` cannot reach is still removed.
+REMOVE_SECRET_FILES = r"""
+status=0
+for f in "$@"; do
+  if [ -e "$f" ] || [ -L "$f" ]; then shred -zu -- "$f" 2>/dev/null || rm -f -- "$f"; fi
+  if [ -e "$f" ] || [ -L "$f" ]; then echo "secret file still present: $f"; status=1; fi
+done
+exit $status
+"""
+
+
+class StepRemoveSecretFiles(BaseStep[Any]):
+    """Secret files exist for the provisioners that follow them, never in the image: removed (overwritten
+    first) after the last provisioner, before the manifest, generalize and the snapshot; the build fails if
+    one is still there."""
+
+    name = "remove-secret-files"
+
+    def run(self, state: Any) -> None:
+        files = list(state.secrets.files) if state.secrets is not None else []
+        if not files:
+            return
+        script = "set -- " + " ".join(shlex.quote(f) for f in files) + "\n" + REMOVE_SECRET_FILES
+        state.comm.run(state.comm.privileged(script), log=state.log, quiet=True, timeout=300)
+        state.secrets.files.clear()
+        state.log.info(f"secrets: removed {len(files)} secret file(s) before the snapshot: {', '.join(files)}")
+
+
 class StepProvision(BaseStep[Any]):
     """Run one provisioner through the builder's communicator (one step each: a failure names it)."""
 
@@ -63,6 +130,8 @@ class StepProvision(BaseStep[Any]):
 
     def run(self, state: Any) -> None:
         pctx: ProvisionContext = self.make_context(state)
+        pctx.secrets = secret_store(state)
+        pctx.path = f"provisioners[{self.index}]"
         state.log.info(f"provisioner {self.index}: {self.provisioner.describe()}")
         self.provisioner.provision(state.comm, pctx)
 
@@ -131,9 +200,10 @@ class StepGeneralize(BaseStep[Any]):
         state.log.info("generalize: host keys, machine-id, logs, caches and the build key removed; free space trimmed")
 
 
-def provision_steps(provisioners: list[Any], make_context) -> list[StepProvision]:
-    return [StepProvision(i, p, make_context) for i, p in enumerate(provisioners)]
+def provision_steps(provisioners: list[Any], make_context) -> list[BaseStep[Any]]:
+    """One step per provisioner, then the removal of the secret files they wrote (before any snapshot)."""
+    return [*(StepProvision(i, p, make_context) for i, p in enumerate(provisioners)), StepRemoveSecretFiles()]
 
 
-__all__ = ["BuildState", "StepProvision", "StepCollectManifest", "StepGeneralize", "provision_steps", "parse_manifest",
+__all__ = ["BuildState", "StepProvision", "StepResolveSecrets", "StepRemoveSecretFiles", "secret_store", "StepCollectManifest", "StepGeneralize", "provision_steps", "parse_manifest",
            "collect_path_digests", "path_digests_command", "parse_path_digests"]

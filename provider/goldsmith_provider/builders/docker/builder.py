@@ -23,7 +23,7 @@ from ...engine.runner import run_steps
 from ...engine.state import new_build_id
 from ...provisioners import ProvisionContext
 from ..common.identity import Identity, compute_identity
-from ..common.steps import provision_steps
+from ..common.steps import StepResolveSecrets, provision_steps
 from . import engine as e
 from . import steps as s
 from .config import DockerImageSpec
@@ -50,6 +50,7 @@ def build_steps(spec: DockerImageSpec) -> list:
                                 reboot=lambda: state.log.info("reboot skipped in a container"))
 
     return [
+        StepResolveSecrets(),
         s.StepConnectEngine(),
         s.StepPrepareRootfs(),
         s.StepSourceImage(),

@@ -12,6 +12,7 @@ from typing import ClassVar, Literal, Union
 from ...artifacts.fetch import url_problem
 from ...engine.schema import Context, setting
 from ...provisioners import Provisioner
+from ...vault.refs import VaultSettings
 from ..common.spec import DIGEST_PATHS_DOC, absolute_paths_problem, name_problem
 
 # docker/distribution's reference grammar, in parts.
@@ -160,6 +161,8 @@ class DockerImageSpec:
     labels: dict[str, str] = setting({}, doc="Resource metadata recorded in the outputs (changes update in place); "
                                              "image labels are `config.labels`.", identity=False)
     description: str = setting("", doc="Free text recorded in the outputs.", identity=False)
+    vault: VaultSettings | None = setting(None, doc="Vault connection for the `VaultSecret` references of the provisioners "
+                                                    "(read at build time; never part of the fingerprint).", identity=False)
     keep_on_error: bool = setting(False, doc="Leave the build container after a failure, for debugging.", identity=False)
 
     def validate(self, ctx: Context, path: str) -> None:

@@ -19,7 +19,7 @@ from ...engine.state import new_build_id
 from ...provisioners import ProvisionContext
 from ..common.identity import Identity, compute_identity
 from ..common.provenance import provenance
-from ..common.steps import StepCollectManifest, StepGeneralize, provision_steps
+from ..common.steps import StepCollectManifest, StepGeneralize, StepResolveSecrets, provision_steps
 from . import steps as s
 from .config import QemuImageSpec
 
@@ -53,6 +53,7 @@ def build_steps(spec: QemuImageSpec) -> list:
         )
 
     return [
+        StepResolveSecrets(),
         s.StepResolveSource(),
         s.StepCreateWorkdir(),
         s.StepCreateOverlay(),

@@ -12,6 +12,7 @@ from ...artifacts.fetch import checksum_problem, local_url_problem, url_problem
 from ...engine.schema import Context, setting
 from ...postprocessors.vagrant import VagrantBox
 from ...provisioners import Provisioner
+from ...vault.refs import VaultSettings
 from ..common.spec import DIGEST_PATHS_DOC, BootTest, Retention, SshSettings, absolute_paths_problem, name_problem
 
 DiskFormat = Literal["qcow2", "raw", "vmdk", "vhdx"]
@@ -162,6 +163,8 @@ class QemuImageSpec:
     digest_paths: list[str] = setting([], doc=DIGEST_PATHS_DOC, identity=False, check=absolute_paths_problem)
     labels: dict[str, str] = setting({}, doc="Metadata recorded in the manifest (changes update in place).", identity=False)
     description: str = setting("", doc="Free text recorded in the manifest.", identity=False)
+    vault: VaultSettings | None = setting(None, doc="Vault connection for the `VaultSecret` references of the provisioners "
+                                                    "(read at build time; never part of the fingerprint).", identity=False)
     keep_on_error: bool = setting(False, doc="Leave the builder VM and work dir after a failure, for debugging.", identity=False)
 
     def validate(self, ctx: Context, path: str) -> None:

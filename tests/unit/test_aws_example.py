@@ -6,9 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
-pytest.importorskip("pulumi_aws")
+import pulumi_aws  # noqa: F401,E402 - the test extra installs it; a missing plugin package must fail, not skip
 
 RUNNER = Path(__file__).with_name("aws_example_mocks.py")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-pytest.importorskip("pulumi_aws")
+import pulumi_aws  # noqa: F401,E402 - the test extra installs it; a missing plugin package must fail, not skip
 
 ROOT = Path(__file__).resolve().parents[2]
 PIPELINES = ROOT / "examples" / "pipelines"

@@ -34,6 +34,7 @@ import pytest
 import yaml
 
 from .moto_server import REGION
+from .tcp import pump
 
 PEER_COMMENT = "ec2-guest-peer"
 
@@ -103,17 +104,7 @@ class _Network:
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
+    _pump = staticmethod(pump)
 
     def down(self) -> None:
         """The instance stopped: drop its connections, answer nothing."""

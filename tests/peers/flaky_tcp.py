@@ -13,6 +13,8 @@ import contextlib
 import socket
 import threading
 
+from .tcp import pump
+
 
 class FlakyFront:
     def __init__(self, target_port: int, script: list[str] | None = None, *, refusing: bool = False) -> None:
@@ -60,17 +62,7 @@ class FlakyFront:
                 for a, b in ((client, upstream), (upstream, client)):
                     threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
+    _pump = staticmethod(pump)
 
     def close(self) -> None:
         for s in self._open + [self.sock]:

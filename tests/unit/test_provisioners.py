@@ -5,7 +5,7 @@ import io
 import pytest
 
 from goldsmith_provider.communicators.base import Communicator, Disconnected, RemoteResult
-from goldsmith_provider.engine.errors import CommandError
+from goldsmith_provider.engine.errors import CommandError, GoldsmithError
 from goldsmith_provider.engine.log import BuildLog
 from goldsmith_provider.provisioners import PackagesProvisioner, ProvisionContext, ShellProvisioner, UpdatesProvisioner
 
@@ -85,6 +85,71 @@ def test_expect_disconnect_still_fails_on_a_real_error(tmp_path):
     comm = Recorder({"/tmp/goldsmith-script": CommandError("x", 3, "boom")})
     with pytest.raises(CommandError):
         ShellProvisioner(inline=["false"], expect_disconnect=True).provision(comm, pctx(tmp_path, []))
+
+
+class FakeClock:
+    """time.monotonic/time.sleep for provisioners.base: sleeping advances the clock."""
+
+    def __init__(self, monkeypatch):
+        import goldsmith_provider.provisioners.base as base
+
+        self.now = 0.0
+        monkeypatch.setattr(base.time, "monotonic", lambda: self.now)
+        monkeypatch.setattr(base.time, "sleep", self.sleep)
+
+    def sleep(self, s):
+        self.now += s
+
+
+class ShuttingDown(Recorder):
+    """A guest whose reboot returns at once and then stays in systemd's 'stopping' state for
+    `stopping_s` seconds of the clock before the connection drops (None: it never drops)."""
+
+    def __init__(self, clock, stopping_s):
+        super().__init__()
+        self.clock, self.stopping_s, self.rebooted_at = clock, stopping_s, None
+
+    def run(self, command, **kwargs):
+        if "/tmp/goldsmith-script" in command:
+            self.rebooted_at = self.clock.now
+        elif "is-system-running" in command and self.rebooted_at is not None:
+            if self.stopping_s is not None and self.clock.now - self.rebooted_at >= self.stopping_s:
+                raise Disconnected("SSH session ended without an exit status")
+            return RemoteResult(0, "stopping")
+        return super().run(command, **kwargs)
+
+
+def test_expect_disconnect_waits_out_a_slow_shutdown(tmp_path, monkeypatch):
+    """A reboot whose units take longer to stop than the settle window (a loaded TCG guest): the
+    next provisioner must not start while the guest is going down, so the watch goes on."""
+    clock = FakeClock(monkeypatch)
+    comm = ShuttingDown(clock, stopping_s=95)
+    reboots, console = [], io.StringIO()
+    ctx = pctx(tmp_path, reboots)
+    ctx.log = BuildLog("t", None, console=console)
+    ShellProvisioner(inline=["systemctl reboot"], expect_disconnect=True).provision(comm, ctx)
+    assert reboots == ["reconnect"]
+    assert clock.now >= 95
+    text = console.getvalue()
+    assert "the guest is shutting down" in text and "connection dropped as expected" in text
+
+
+def test_expect_disconnect_returns_after_the_settle_window_when_nothing_goes_down(tmp_path, monkeypatch):
+    """An sshd restart that keeps the session: no drop, no shutdown, so after settle_s it goes on."""
+    clock = FakeClock(monkeypatch)
+    comm = Recorder({"is-system-running": "running"})
+    reboots = []
+    ShellProvisioner(inline=["systemctl restart ssh"], expect_disconnect=True).provision(comm, pctx(tmp_path, reboots))
+    assert reboots == []
+    assert 20 <= clock.now < 30
+
+
+def test_expect_disconnect_fails_when_the_guest_never_finishes_shutting_down(tmp_path, monkeypatch):
+    clock = FakeClock(monkeypatch)
+    comm = ShuttingDown(clock, stopping_s=None)
+    with pytest.raises(GoldsmithError, match="still shutting down 600s after the command"):
+        ShellProvisioner(inline=["systemctl reboot"], expect_disconnect=True).provision(comm, pctx(tmp_path, []))
+    assert 600 <= clock.now < 610
 
 
 def test_reboot_waits_for_a_new_boot_id(monkeypatch):

@@ -51,24 +51,39 @@ def reboot_guest(comm: Communicator, pctx: ProvisionContext, reason: str) -> Non
 
 
 BOOT_ID = "cat /proc/sys/kernel/random/boot_id"
+# What a probe asks while the connection is watched: systemd says "stopping" from the moment a
+# reboot or poweroff is queued until the connection drops (guests without systemd print nothing).
+SYSTEM_STATE = "systemctl is-system-running 2>/dev/null || true"
 
 
 def run_expecting_disconnect(comm: Communicator, command: str, pctx: ProvisionContext, *,
-                             settle_s: float = 20.0, **kwargs) -> None:
+                             settle_s: float = 20.0, shutdown_wait_s: float = 600.0, **kwargs) -> None:
     """Run a command that may drop the connection (a reboot, an sshd restart), and come back.
 
     A `reboot` often returns before the connection drops, so after a clean exit the connection is
-    watched for ``settle_s`` seconds; if it drops, the communicator reconnects. The guest's boot id
-    tells whether it really rebooted.
+    watched for ``settle_s`` seconds; if it drops, the communicator reconnects. While the guest says
+    it is shutting down (systemd's "stopping": a slow TCG guest can take minutes to stop its
+    units), the watch goes on, up to ``shutdown_wait_s``: the next provisioner must not run on a
+    guest that is going down. The guest's boot id tells whether it really rebooted.
     """
     before = _boot_id(comm, pctx)
     dropped = False
     try:
         comm.run(command, log=pctx.log, **kwargs)
-        deadline = time.monotonic() + settle_s
+        start = time.monotonic()
+        deadline = start + settle_s
+        announced = False
         while time.monotonic() < deadline:
             time.sleep(1)
-            comm.run("true", log=pctx.log, quiet=True, timeout=10)
+            state = comm.run(SYSTEM_STATE, log=pctx.log, quiet=True, check=False, timeout=10).output.strip()
+            if state == "stopping":
+                if not announced:
+                    pctx.log.info("the guest is shutting down; waiting for the connection to drop")
+                    announced = True
+                deadline = start + shutdown_wait_s
+        if announced:
+            raise GoldsmithError(f"the guest was still shutting down {shutdown_wait_s:.0f}s after the command, "
+                                 "and the connection never dropped")
     except Disconnected as exc:
         dropped = True
         pctx.log.info(f"connection dropped as expected ({exc}); reconnecting")

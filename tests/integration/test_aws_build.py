@@ -22,21 +22,12 @@ import fault_matrix
 from peers.moto_server import BASE_AMI, COPY_REGION, REGION, TEST_BASES
 from peers.ssh_bastion import SshBastion
 
+from .conftest import make_project
+
 pytestmark = pytest.mark.integration
 
 REGIONS = [REGION, COPY_REGION]
 WORLD = {"images", "snapshots", "instances", "key_pairs", "security_groups"}
-
-
-def make_project(root: Path) -> Path:
-    (root / "files" / "conf.d").mkdir(parents=True)
-    (root / "files" / "conf.d" / "app.conf").write_text("listen = 8080\n")
-    (root / "files" / "motd").write_text("goldsmith AMI integration image\n")
-    (root / "scripts").mkdir()
-    (root / "scripts" / "configure.sh").write_text(
-        "#!/bin/sh\nset -eu\necho \"configured as $(id -un) greeting=$GREETING\"\n"
-        "mkdir -p /opt/app && echo \"$GREETING\" > /opt/app/greeting\n")
-    return root
 
 
 def props_for(moto, guest, name: str, **overrides) -> dict:
@@ -104,7 +95,7 @@ def aws_env(moto_server, monkeypatch):
 
 @pytest.fixture
 def project(tmp_path):
-    return make_project(tmp_path / "project")
+    return make_project(tmp_path / "project", motd="goldsmith AMI integration image")
 
 
 @pytest.fixture

@@ -14,7 +14,8 @@ from goldsmith_provider.builders.aws import builder
 from goldsmith_provider.builders.aws.client import Aws, AwsError, call
 from goldsmith_provider.builders.aws.config import AwsConnection
 from goldsmith_provider.engine.log import BuildLog
-from integration.test_aws_build import aws_env, guest, leftovers_of, make_project, props_for  # noqa: F401 (fixtures)
+from integration.conftest import make_project
+from integration.test_aws_build import aws_env, guest, leftovers_of, props_for  # noqa: F401 (fixtures)
 from peers.fault_proxy import FaultProxy
 from peers.moto_server import REGION
 
@@ -78,7 +79,7 @@ def test_attempts_are_bounded_by_the_setting_and_the_failure_says_so(moto_server
 
 def test_an_ami_build_through_the_fault_proxy_succeeds_and_reports_its_retries(moto_server, guest, tmp_path,
                                                                                tee_log, aws_env):  # noqa: F811
-    project = make_project(tmp_path / "project")
+    project = make_project(tmp_path / "project", motd="goldsmith AMI integration image")
     with FaultProxy(moto_server.url, rate=0.3, seed=6) as proxy:
         props = props_for(moto_server, guest, "it-faults")
         props["aws"] = {**props["aws"], "endpoint_url": proxy.url}

@@ -23,32 +23,14 @@ from goldsmith_provider.engine.log import Masker
 import fault_matrix
 from peers.http_server import LocalHttpServer
 
-from .conftest import TeeLog
+from .conftest import TeeLog, make_project
 
 pytestmark = pytest.mark.integration
 
 SECRET = "s3cr3t-token-value"
-
-
-def make_project(root: Path) -> Path:
-    (root / "files" / "conf.d").mkdir(parents=True)
-    (root / "files" / "conf.d" / "app.conf").write_text("listen = 8080\n")
-    (root / "files" / "conf.d" / "db.conf").write_text("pool = 5\n")
-    (root / "files" / "motd").write_text("goldsmith integration image\n")
-    (root / "scripts").mkdir()
-    (root / "scripts" / "configure.sh").write_text(
-        "#!/bin/sh\nset -eu\necho \"configured by $0 as $(id -un) greeting=$GREETING\"\n"
-        "mkdir -p /opt/app && echo \"$GREETING\" > /opt/app/greeting\n"
-        "printf '%s' \"$TOKEN\" | sha256sum | cut -c1-16 > /opt/app/token.sha\n"
-        "echo \"the token is $TOKEN\"\n"
-        "useradd --system --no-create-home appsvc\n")
-    (root / "www").mkdir()
-    (root / "www" / "tool.sh").write_text("#!/bin/sh\necho tool-from-artifact\n")
-    git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
-    subprocess.run([*git, "init", "-q"], check=True)
-    subprocess.run([*git, "add", "-A"], check=True)
-    subprocess.run([*git, "commit", "-q", "-m", "project"], check=True)
-    return root
+SCRIPT_EXTRA = ("printf '%s' \"$TOKEN\" | sha256sum | cut -c1-16 > /opt/app/token.sha\n"
+                "echo \"the token is $TOKEN\"\n"
+                "useradd --system --no-create-home appsvc\n")
 
 
 def props_for(rootfs: Path, registry, **extra) -> dict:
@@ -104,7 +86,7 @@ def run_in(client, image: str, command: list[str] | None = None, **kwargs) -> st
 
 def test_build_run_push_pull_adopt_and_delete(tmp_path, docker_engine, docker_registry, debian_rootfs):
     client = docker_engine.client()
-    root = make_project(tmp_path / "project")
+    root = make_project(tmp_path / "project", script_extra=SCRIPT_EXTRA, git=True)
     props = props_for(debian_rootfs, docker_registry)
     tool = (root / "www" / "tool.sh").read_bytes()
     with LocalHttpServer(root / "www") as http, masked_log(tmp_path, docker_registry) as log:
@@ -193,7 +175,7 @@ def spec_registry(registry) -> dict:
 def test_failures_leave_no_container_image_tag_or_manifest(tmp_path, docker_engine, docker_registry, debian_rootfs,
                                                            monkeypatch):
     client = docker_engine.client()
-    root = make_project(tmp_path / "project")
+    root = make_project(tmp_path / "project", script_extra=SCRIPT_EXTRA, git=True)
     base = imported_base(client, debian_rootfs)
     images_before = {i.id for i in client.images.list(all=True)}
 
@@ -249,7 +231,7 @@ def test_layering_packages_and_updates_over_a_pulled_base(tmp_path, docker_engin
     """An image built on another one pulled from the registry by digest, with the packages and updates
     provisioners (apt over the host network) and the updates provisioner's reboot skipped."""
     client = docker_engine.client()
-    root = make_project(tmp_path / "project")
+    root = make_project(tmp_path / "project", script_extra=SCRIPT_EXTRA, git=True)
     base_props = props_for(debian_rootfs, docker_registry, name="it-base", repository=f"{docker_registry.address}/goldsmith/it-base",
                            tags=["1"], config={})
     base_props["provisioners"] = [{"type": "file", "source": "files/motd", "destination": "/etc/motd"}]
@@ -393,7 +375,7 @@ def test_provider_updates_tags_and_pushing_in_place(tmp_path, docker_engine, doc
 
     client = docker_engine.client()
     provider = DockerImageProvider()
-    root = make_project(tmp_path / "project")
+    root = make_project(tmp_path / "project", script_extra=SCRIPT_EXTRA, git=True)
     repo = f"{docker_registry.address}/goldsmith/it-inplace"
     inputs = {"name": "it-inplace", "source": {"type": "rootfs", "path": str(debian_rootfs)}, "repository": repo,
               "provisioners": [{"type": "shell", "inline": ["echo in-place > /etc/inplace"]}], "tags": ["a"],

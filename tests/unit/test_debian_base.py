@@ -276,3 +276,23 @@ def test_concurrent_callers_build_once(monkeypatch, tmp_path):
         t.join()
     assert len(builds) == 1
     assert len(results) == 3 and len(set(results)) == 1 and results[0].name == "disk.raw"
+
+
+# --- write_guest_files -----------------------------------------------------------------------------------------
+
+
+def test_guest_files_replace_links_and_files_with_their_mode(tmp_path):
+    """A rootfs ships /etc/resolv.conf and friends as symlinks into /run: writing through one would
+    write the host's file, so the link itself is replaced."""
+    outside = tmp_path / "host-file"
+    outside.write_text("host\n")
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "hostname").write_text("old\n")
+    (root / "etc" / "resolv.conf").symlink_to(outside)
+    debian_base.write_guest_files(root, {"etc/hostname": ("debian\n", 0o644), "etc/resolv.conf": ("nameserver 10.0.2.3\n", 0o644),
+                                         "etc/systemd/network/10-dhcp.network": ("[Match]\n", 0o600)})
+    assert (root / "etc" / "hostname").read_text() == "debian\n"
+    assert not (root / "etc" / "resolv.conf").is_symlink() and outside.read_text() == "host\n"
+    net = root / "etc" / "systemd" / "network" / "10-dhcp.network"
+    assert net.read_text() == "[Match]\n" and oct(net.stat().st_mode & 0o777) == "0o600"

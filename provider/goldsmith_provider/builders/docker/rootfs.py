@@ -24,7 +24,7 @@ from typing import Callable
 from ...engine.errors import GoldsmithError
 from ...engine.locks import file_lock
 from ..qemu.accel import Run, run_local
-from ..qemu.debian_base import apt_sources, generalize_guest, mounts_under, remove_tree
+from ..qemu.debian_base import apt_sources, generalize_guest, mounts_under, remove_tree, write_guest_files
 
 # Bump whenever the procedure or the files it installs change: it is part of every digest.
 ROOTFS_FORMAT_VERSION = 1
@@ -128,11 +128,5 @@ def configure_rootfs(recipe: RootfsRecipe, root: Path) -> None:
     """Container files, apt sources (with -updates and -security), then the disk base's generalization."""
     files = dict(CONTAINER_FILES)
     files["etc/apt/sources.list"] = (apt_sources(recipe), 0o644)
-    for rel, (text, mode) in files.items():
-        target = root / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.is_symlink() or target.exists():
-            target.unlink()
-        target.write_text(text)
-        target.chmod(mode)
+    write_guest_files(root, files)
     generalize_guest(root)  # no host keys, empty machine-id, no apt lists, caches or bootstrap logs

@@ -294,15 +294,20 @@ def debootstrap(recipe: DebootstrapRecipe, root: Path, *, log: Log, run: Run) ->
 # --- step 2: configure and generalize ROOT -------------------------------------------------------------------
 
 
-def configure_guest(recipe: DebootstrapRecipe, root: Path, *, root_uuid: str, run: Run) -> None:
-    """Write the guest's configuration into ROOT and run the few commands that need its own tools."""
-    for rel, (text, mode) in guest_files(recipe, root_uuid=root_uuid).items():
+def write_guest_files(root: Path, files: dict[str, tuple[str, int]]) -> None:
+    """Write ``{relative path: (text, mode)}`` into ROOT, replacing what is there (links included)."""
+    for rel, (text, mode) in files.items():
         target = root / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.is_symlink() or target.exists():
             target.unlink()
         target.write_text(text)
         target.chmod(mode)
+
+
+def configure_guest(recipe: DebootstrapRecipe, root: Path, *, root_uuid: str, run: Run) -> None:
+    """Write the guest's configuration into ROOT and run the few commands that need its own tools."""
+    write_guest_files(root, guest_files(recipe, root_uuid=root_uuid))
     resolv = root / "etc/resolv.conf"
     if resolv.is_symlink() or resolv.exists():
         resolv.unlink()

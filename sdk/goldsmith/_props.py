@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 import pulumi
+import pulumi.dynamic
 
 
 def to_props(value: Any, *, secret: bool = False) -> Any:
@@ -45,3 +46,29 @@ def resource_props(args: Any, outputs: tuple[str, ...]) -> dict[str, Any]:
     for name in outputs:
         props.setdefault(name, None)
     return props
+
+
+class ImageResource(pulumi.dynamic.Resource):
+    """The outputs every golden image has, whatever the builder; a builder's resource declares its
+    own beside them. The annotations are the list of outputs: each is sent as a property (unknown
+    until the build), so a preview can already reference it."""
+
+    image_id: pulumi.Output[str]
+    fingerprint: pulumi.Output[str]
+    input_digests: pulumi.Output[dict]
+    rebuild_reasons: pulumi.Output[list]
+    packages: pulumi.Output[list]
+    package_count: pulumi.Output[int]
+    path_digests: pulumi.Output[dict]
+    provenance: pulumi.Output[dict]
+    timings: pulumi.Output[dict]
+    adopted: pulumi.Output[bool]
+    build_log: pulumi.Output[str]
+
+    @classmethod
+    def output_names(cls) -> tuple[str, ...]:
+        names: dict[str, None] = {}
+        for klass in reversed(cls.__mro__):
+            if isinstance(klass, type) and issubclass(klass, ImageResource):
+                names.update(dict.fromkeys(vars(klass).get("__annotations__", {})))
+        return tuple(names)

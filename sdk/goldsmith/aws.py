@@ -11,11 +11,7 @@ import pulumi.dynamic
 from goldsmith_provider.builders.aws.config import AmiImageSpec
 from goldsmith_provider.dynamic.aws import AwsImageProvider
 
-from ._props import resource_props
-
-OUTPUTS = ("image_id", "ami_id", "ami_ids", "ami_name", "region", "snapshot_ids", "source_ami_id", "source_ami",
-           "resolved", "fingerprint", "input_digests", "rebuild_reasons", "packages", "package_count", "path_digests", "provenance",
-           "timings", "api_retries", "adopted", "aws", "build_log")
+from ._props import ImageResource, resource_props
 
 
 def _stack_defaults(props: dict[str, Any], resource_name: str) -> None:
@@ -34,12 +30,11 @@ def _stack_defaults(props: dict[str, Any], resource_name: str) -> None:
         props["aws"] = aws
 
 
-class AmiImage(pulumi.dynamic.Resource, module="goldsmith", name="AmiImage"):
+class AmiImage(ImageResource, module="goldsmith", name="AmiImage"):
     """Builds when its fingerprint changes (provisioners, files, or a newer source AMI);
     ``pulumi preview --diff`` shows ``rebuild_reasons``. Tags, description, copy regions, sharing and
     deprecation update in place."""
 
-    image_id: pulumi.Output[str]
     ami_id: pulumi.Output[str]
     ami_ids: pulumi.Output[dict]
     ami_name: pulumi.Output[str]
@@ -48,23 +43,14 @@ class AmiImage(pulumi.dynamic.Resource, module="goldsmith", name="AmiImage"):
     source_ami_id: pulumi.Output[str]
     source_ami: pulumi.Output[dict]
     resolved: pulumi.Output[dict]
-    fingerprint: pulumi.Output[str]
-    input_digests: pulumi.Output[dict]
-    rebuild_reasons: pulumi.Output[list]
-    packages: pulumi.Output[list]
-    package_count: pulumi.Output[int]
-    path_digests: pulumi.Output[dict]
-    provenance: pulumi.Output[dict]
-    timings: pulumi.Output[dict]
     api_retries: pulumi.Output[dict]  # botocore's retries of the build's AWS calls: totals, by error code
-    adopted: pulumi.Output[bool]
-    build_log: pulumi.Output[str]
+    aws: pulumi.Output[dict]  # the connection settings (an input, kept: refresh and delete use them)
 
     def __init__(self, resource_name: str, args: AmiImageSpec | dict[str, Any],
                  opts: Optional[pulumi.ResourceOptions] = None) -> None:
         if dataclasses.is_dataclass(args) and not isinstance(args, type):
-            props = resource_props(args, OUTPUTS)
+            props = resource_props(args, self.output_names())
         else:
-            props = resource_props(dict(args), OUTPUTS)
+            props = resource_props(dict(args), self.output_names())
         _stack_defaults(props, resource_name)
         super().__init__(AwsImageProvider(), resource_name, props, opts)

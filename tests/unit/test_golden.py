@@ -41,6 +41,24 @@ def test_target_types_are_the_builders_tables_without_the_shared_settings():
     assert {f.name for f in dataclasses.fields(gs.AmiTarget)} >= {"aws", "instance", "distribution"}
 
 
+@pytest.mark.parametrize("resource,own", [
+    (gs.QemuImage, {"path", "sha256", "artifacts", "manifest_path", "accelerator"}),
+    (gs.DockerImage, {"image_ref", "repo_digests", "pushed_tags", "engine"}),
+    (gs.AmiImage, {"ami_id", "ami_ids", "snapshot_ids", "api_retries"}),
+])
+def test_every_image_resource_declares_the_shared_outputs_and_sends_them(resource, own):
+    """What the report and a GoldenImage read (fingerprint, packages, path_digests…) is declared once, on
+    the shared base; each declared output goes out as a property, so a preview can reference it."""
+    from goldsmith._props import ImageResource, resource_props
+
+    shared = {"image_id", "fingerprint", "rebuild_reasons", "packages", "path_digests", "provenance", "adopted"}
+    names = resource.output_names()
+    assert issubclass(resource, ImageResource) and shared | own <= set(names)
+    assert len(names) == len(set(names))
+    props = resource_props({"name": "x"}, names)
+    assert all(props[n] is None for n in names) and props["name"] == "x" and props["base_dir"]
+
+
 def test_expand_merges_the_template_into_each_target():
     shared = to_props([gs.File(source="files/motd", destination="/etc/motd"), gs.Packages(install=["jq=1.6*"]),
                        gs.Shell(inline=["echo $TIER"], env={"TIER": "mine"})])

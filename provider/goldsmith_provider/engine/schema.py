@@ -300,11 +300,16 @@ def _check_local_paths(value: Any, ctx: Context, path: str, *, kind: Any = True,
             _check_local_paths(v, ctx, _join(path, i), kind=kind, required=True)
 
 
-def parse_or_raise(cls: type, data: Any, base_dir: Path) -> Any:
+def prepare(cls: type, data: Any, base_dir: Path) -> tuple[Any, list[Problem]]:
+    """Parse and validate a whole spec: every problem at once, each with its property path; no side effects."""
     ctx = Context(base_dir=base_dir)
-    obj = parse(cls, data, ctx)
-    if ctx.problems:
-        raise ValidationError(ctx.problems)
+    return parse(cls, data, ctx), ctx.problems
+
+
+def parse_or_raise(cls: type, data: Any, base_dir: Path) -> Any:
+    obj, problems = prepare(cls, data, base_dir)
+    if problems:
+        raise ValidationError(problems)
     return obj
 
 

@@ -42,9 +42,7 @@ class AwsIdentity(Identity):
 
 def prepare(props: dict[str, Any], base_dir: Path) -> tuple[AmiImageSpec | None, list[Problem]]:
     """Parse and validate: every problem at once, each with its property path; no side effects."""
-    ctx = schema.Context(base_dir=base_dir)
-    spec = schema.parse(AmiImageSpec, props, ctx)
-    return spec, ctx.problems
+    return schema.prepare(AmiImageSpec, props, base_dir)
 
 
 def resolve(spec: AmiImageSpec, base_dir: Path) -> tuple[dict[str, Any] | None, list[Problem]]:

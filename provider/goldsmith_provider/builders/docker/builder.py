@@ -35,9 +35,7 @@ BUILDER_VERSION = 1  # bump with rootfs.ROOTFS_FORMAT_VERSION or the commit proc
 
 def prepare(props: dict[str, Any], base_dir: Path) -> tuple[DockerImageSpec | None, list]:
     """Parse and validate: every problem at once, each with its property path; no side effects."""
-    ctx = schema.Context(base_dir=base_dir)
-    spec = schema.parse(DockerImageSpec, props, ctx)
-    return spec, ctx.problems
+    return schema.prepare(DockerImageSpec, props, base_dir)
 
 
 def identify(spec: DockerImageSpec, base_dir: Path) -> Identity:

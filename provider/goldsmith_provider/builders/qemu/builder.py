@@ -29,9 +29,7 @@ BUILDER_VERSION = 1
 
 def prepare(props: dict[str, Any], base_dir: Path) -> tuple[QemuImageSpec | None, list]:
     """Parse and validate: every problem at once, each with its property path; no side effects."""
-    ctx = schema.Context(base_dir=base_dir)
-    spec = schema.parse(QemuImageSpec, props, ctx)
-    return spec, ctx.problems
+    return schema.prepare(QemuImageSpec, props, base_dir)
 
 
 def identify(spec: QemuImageSpec, base_dir: Path) -> Identity:

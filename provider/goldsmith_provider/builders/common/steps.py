@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
+from ...communicators.base import shred
 from ...engine.errors import GoldsmithError
 from ...engine.runner import BaseStep
 from ...engine.schema import references
@@ -91,11 +92,11 @@ class StepResolveSecrets(BaseStep[Any]):
         state.log.info(f"secrets: {len(refs)} Vault reference(s) resolved")
 
 
-# Overwrite, then unlink; a file on a tmpfs or one `shred` cannot reach is still removed.
-REMOVE_SECRET_FILES = r"""
+# Overwrite, then unlink (the communicators' `shred`); a file on a tmpfs or one `shred` cannot reach is still removed.
+REMOVE_SECRET_FILES = f"""
 status=0
 for f in "$@"; do
-  if [ -e "$f" ] || [ -L "$f" ]; then shred -zu -- "$f" 2>/dev/null || rm -f -- "$f"; fi
+  if [ -e "$f" ] || [ -L "$f" ]; then {shred('"$f"')}; fi
   if [ -e "$f" ] || [ -L "$f" ]; then echo "secret file still present: $f"; status=1; fi
 done
 exit $status

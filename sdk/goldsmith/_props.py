@@ -41,7 +41,7 @@ def project_dir() -> str:
 
 
 def resource_props(args: Any, outputs: tuple[str, ...]) -> dict[str, Any]:
-    props = to_props(args) if not isinstance(args, dict) else dict(args)
+    props = to_props(args) if dataclasses.is_dataclass(args) and not isinstance(args, type) else dict(args)
     props["base_dir"] = project_dir()
     for name in outputs:
         props.setdefault(name, None)
@@ -69,6 +69,6 @@ class ImageResource(pulumi.dynamic.Resource):
     def output_names(cls) -> tuple[str, ...]:
         names: dict[str, None] = {}
         for klass in reversed(cls.__mro__):
-            if isinstance(klass, type) and issubclass(klass, ImageResource):
+            if issubclass(klass, ImageResource):
                 names.update(dict.fromkeys(vars(klass).get("__annotations__", {})))
         return tuple(names)

@@ -3,11 +3,9 @@ shared and deprecated across regions."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Optional
 
 import pulumi
-import pulumi.dynamic
 from goldsmith_provider.builders.aws.config import AmiImageSpec
 from goldsmith_provider.dynamic.aws import AwsImageProvider
 
@@ -48,9 +46,6 @@ class AmiImage(ImageResource, module="goldsmith", name="AmiImage"):
 
     def __init__(self, resource_name: str, args: AmiImageSpec | dict[str, Any],
                  opts: Optional[pulumi.ResourceOptions] = None) -> None:
-        if dataclasses.is_dataclass(args) and not isinstance(args, type):
-            props = resource_props(args, self.output_names())
-        else:
-            props = resource_props(dict(args), self.output_names())
+        props = resource_props(args, self.output_names())  # dataclass args or a dict, copied either way
         _stack_defaults(props, resource_name)
         super().__init__(AwsImageProvider(), resource_name, props, opts)

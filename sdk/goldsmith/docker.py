@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import pulumi
-import pulumi.dynamic
 from goldsmith_provider.builders.docker.config import DockerImageSpec
 from goldsmith_provider.dynamic.docker import DockerImageProvider
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import pulumi
-import pulumi.dynamic
 from goldsmith_provider.builders.qemu.config import QemuImageSpec
 from goldsmith_provider.dynamic.qemu import QemuImageProvider
 
